@@ -1,0 +1,28 @@
+"""Shared fixtures: a real photo shipped with matplotlib, and small synthetic images."""
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def pytest_configure(config):
+    # Detectron2 0.6 and torch's TorchScript emit deprecation notices on import; they are not ours.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:detectron2")
+    config.addinivalue_line("filterwarnings", "ignore:.*torch.jit.script.*:FutureWarning")
+
+
+@pytest.fixture(scope="session")
+def photo_path() -> str:
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@pytest.fixture(scope="session")
+def photo_rgb(photo_path) -> np.ndarray:
+    """Grace Hopper's portrait (600x512), decoded by Pillow, as uint8 RGB."""
+    return np.asarray(Image.open(photo_path).convert("RGB"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
