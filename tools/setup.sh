@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Set up everything freqdet needs, idempotently; a second run takes a second or two.
+#
+#   1. libjpeg-turbo's TurboJPEG library (Debian package libturbojpeg0, installed when root);
+#   2. a virtual environment in .venv (FREQDET_VENV to move it), made with the base
+#      interpreter's site-packages when that interpreter already imports Detectron2;
+#   3. torch 2.14.1 + torchvision 0.29.1 unless the environment already has torch;
+#   4. Detectron2: the importable one if there is one, else the fallback in
+#      tools/d2_fallback/ (Detectron2 0.6's Python sources, no C++ extension);
+#   5. freqdet itself (pip install -e .[test]) with PyTurboJPEG matched to the library.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+STAMP="$VENV/.freqdet-setup"
+PINS="$VENV/freqdet-constraints.txt"
+TORCH_SPEC="${FREQDET_TORCH:-torch==2.14.1 torchvision==0.29.1}"
+
+log() { printf 'freqdet setup: %s\n' "$*"; }
+
+pip_install() {
+  # This machine's pip config names local index folders that may not exist; drop that noise.
+  "$PY" -m pip install --quiet --disable-pip-version-check -c "$PINS" "$@" \
+    2> >(grep -v "is neither a file nor a directory" >&2)
+}
+
+fingerprint() {
+  cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* \
+    | sha256sum | cut -c1-16
+}
+
+has_turbojpeg_lib() {
+  { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libturbojpeg\.so\.0' >/dev/null
+}
+
+ensure_turbojpeg() {
+  has_turbojpeg_lib && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing libjpeg-turbo's TurboJPEG library (Debian package libturbojpeg0)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends libturbojpeg0 >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && apt-get install -y -qq --no-install-recommends libturbojpeg0 >/dev/null 2>&1; } \
+      || log "WARNING: apt-get could not install libturbojpeg0; JPEGs will be decoded with Pillow (slower)"
+  else
+    log "WARNING: libturbojpeg.so.0 not found and not root. Install it (Debian/Ubuntu:" \
+        "sudo apt-get install libturbojpeg0; elsewhere libjpeg-turbo >= 2.0) and re-run;" \
+        "until then freqdet decodes JPEGs with Pillow (slower)."
+  fi
+}
+
+ensure_venv() {
+  [ -x "$PY" ] && return 0
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+    log "ERROR: '$PYTHON' is not Python >= 3.9; set PYTHON=/path/to/python3.9+ and re-run"
+    exit 1
+  fi
+  local flags=()
+  if "$PYTHON" -c 'import detectron2, torch' >/dev/null 2>&1; then
+    flags+=(--system-site-packages)
+    log "$PYTHON already imports Detectron2 and torch: the virtual environment will use them"
+  fi
+  log "creating the virtual environment $VENV"
+  "$PYTHON" -m venv "${flags[@]}" "$VENV" \
+    || { log "ERROR: '$PYTHON -m venv' failed (on Debian: apt-get install python3-venv)"; exit 1; }
+}
+
+detectron2_route() {
+  # existing: a Detectron2 someone installed; fallback: ours (its _C is the stand-in); missing.
+  "$PY" - <<'PYEOF'
+import importlib.util, os
+spec = importlib.util.find_spec("detectron2")
+if spec is None or spec.origin is None:
+    print("missing")
+else:
+    standin = os.path.join(os.path.dirname(spec.origin), "_C.py")
+    ours = os.path.exists(standin) and "FREQDET_STANDIN" in open(standin).read()
+    print("fallback" if ours else "existing")
+PYEOF
+}
+
+write_pins() {
+  # PyTurboJPEG 2.x needs libjpeg-turbo >= 3.0 (the tj3* API); Debian 12 ships 2.1.5.
+  : >"$PINS"
+  if "$PY" -c "import ctypes, ctypes.util, sys; p = ctypes.util.find_library('turbojpeg'); sys.exit(0 if p and hasattr(ctypes.CDLL(p), 'tj3Init') else 1)" 2>/dev/null; then
+    echo "PyTurboJPEG>=2" >>"$PINS"
+  else
+    echo "PyTurboJPEG>=1.7,<2" >>"$PINS"
+  fi
+  if [ "$1" != existing ]; then
+    grep -v '^#' "$ROOT/tools/d2_fallback/constraints.txt" >>"$PINS"
+  fi
+}
+
+main() {
+  local fp route
+  fp=$(fingerprint)
+  if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$fp" ] \
+      && "$PY" -c 'import freqdet, detectron2, torch' >/dev/null 2>&1; then
+    log "environment is up to date ($VENV; $(sed -n 2p "$STAMP"))"
+    return 0
+  fi
+  ensure_turbojpeg
+  ensure_venv
+  route=$(detectron2_route)
+  write_pins "$route"
+  pip_install "setuptools" wheel
+  if ! "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    log "installing $TORCH_SPEC (a few GB, about a minute from a local mirror)"
+    # shellcheck disable=SC2086
+    pip_install $TORCH_SPEC
+  fi
+  if [ "$route" != existing ]; then
+    log "no Detectron2 importable: installing the fallback (Detectron2 0.6 Python sources" \
+        "from PyPI's pb1-detectron2 sdist, without the C++ extension; see README)"
+    pip_install -r "$ROOT/tools/d2_fallback/requirements.txt"
+    "$PY" -W ignore "$ROOT/tools/d2_fallback/install.py" --cache "$VENV/cache" \
+      2> >(grep -v "is neither a file nor a directory" >&2)
+    route=fallback
+  fi
+  pip_install --no-build-isolation -e "$ROOT[test]"
+  "$PY" -c 'import freqdet, detectron2, torch' || { log "ERROR: the environment does not import"; exit 1; }
+  local d2 summary
+  d2=$("$PY" -c 'import detectron2, os; print(detectron2.__version__, "at", os.path.dirname(detectron2.__file__))')
+  if [ "$route" = fallback ]; then
+    summary="Detectron2 route: fallback ($d2; Python sources only, detectron2._C is a stand-in)"
+  else
+    summary="Detectron2 route: existing installation ($d2)"
+  fi
+  has_turbojpeg_lib || summary="$summary; TurboJPEG library missing, JPEGs decode with Pillow"
+  printf '%s\n%s\n' "$fp" "$summary" >"$STAMP"
+  log "done: $summary"
+}
+
+main "$@"
