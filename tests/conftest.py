@@ -8,6 +8,8 @@ def pytest_configure(config):
     # Detectron2 0.6 and torch's TorchScript emit deprecation notices on import; they are not ours.
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:detectron2")
     config.addinivalue_line("filterwarnings", "ignore:.*torch.jit.script.*:FutureWarning")
+    config.addinivalue_line("filterwarnings", "ignore:pkg_resources is deprecated:UserWarning")
+    config.addinivalue_line("filterwarnings", "ignore:torch.meshgrid:UserWarning")
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,13 @@ def photo_rgb(photo_path) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def demo_dicts():
+    """The demo training set's dataset dicts (generated on first use)."""
+    from detectron2.data import DatasetCatalog
+
+    import freqdet  # noqa: F401  (registers the demo datasets)
+
+    return DatasetCatalog.get("freqdet_demo_train")

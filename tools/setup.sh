@@ -94,7 +94,7 @@ main() {
   local fp route
   fp=$(fingerprint)
   if [ -f "$STAMP" ] && [ "$(head -n 1 "$STAMP")" = "$fp" ] \
-      && "$PY" -c 'import freqdet, detectron2, torch' >/dev/null 2>&1; then
+      && "$PY" -W ignore -c 'import freqdet, detectron2, torch' >/dev/null 2>&1; then
     log "environment is up to date ($VENV; $(sed -n 2p "$STAMP"))"
     return 0
   fi
@@ -109,17 +109,21 @@ main() {
     pip_install $TORCH_SPEC
   fi
   if [ "$route" != existing ]; then
-    log "no Detectron2 importable: installing the fallback (Detectron2 0.6 Python sources" \
-        "from PyPI's pb1-detectron2 sdist, without the C++ extension; see README)"
+    if [ "$route" = missing ]; then
+      log "no Detectron2 importable: installing the fallback (Detectron2 0.6 Python sources" \
+          "from PyPI's pb1-detectron2 sdist, without the C++ extension; see README)"
+    else
+      log "refreshing the Detectron2 fallback installed by an earlier set-up"
+    fi
     pip_install -r "$ROOT/tools/d2_fallback/requirements.txt"
     "$PY" -W ignore "$ROOT/tools/d2_fallback/install.py" --cache "$VENV/cache" \
       2> >(grep -v "is neither a file nor a directory" >&2)
     route=fallback
   fi
   pip_install --no-build-isolation -e "$ROOT[test]"
-  "$PY" -c 'import freqdet, detectron2, torch' || { log "ERROR: the environment does not import"; exit 1; }
+  "$PY" -W ignore -c 'import freqdet, detectron2, torch' || { log "ERROR: the environment does not import"; exit 1; }
   local d2 summary
-  d2=$("$PY" -c 'import detectron2, os; print(detectron2.__version__, "at", os.path.dirname(detectron2.__file__))')
+  d2=$("$PY" -W ignore -c 'import detectron2, os; print(detectron2.__version__, "at", os.path.dirname(detectron2.__file__))')
   if [ "$route" = fallback ]; then
     summary="Detectron2 route: fallback ($d2; Python sources only, detectron2._C is a stand-in)"
   else

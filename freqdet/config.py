@@ -1,0 +1,97 @@
+"""Config keys of freqdet, added to a Detectron2 config by :func:`add_freqdet_config`."""
+import json
+import os
+from typing import Tuple
+
+import numpy as np
+from detectron2.config import CfgNode as CN
+
+from .dct import NUM_CHANNELS, resolve_channels
+from .dct.wire import WIRE_DTYPES
+
+
+def add_freqdet_config(cfg: CN) -> None:
+    """Add freqdet's keys (``MODEL.DCT``, ``INPUT.DCT``) to a Detectron2 config, in place."""
+    cfg.MODEL.DCT = CN()
+    # Which frequency channels the model takes: a count with a pattern (see
+    # freqdet.dct.channel_indices), or an explicit list of global indices 0..191 that
+    # overrides both.
+    cfg.MODEL.DCT.CHANNELS = 24
+    cfg.MODEL.DCT.PATTERN = "square"
+    cfg.MODEL.DCT.INDICES = []
+    # Per-channel normalization applied on the device. STATS_FILE is a JSON file with
+    # "mean" and "std" lists of 192 values (all channels) or of the selected ones; MEAN
+    # and STD lists, when given, override it. With neither, tools/train_net.py computes
+    # the statistics over the training set before training and writes them to
+    # OUTPUT_DIR/dct_stats.json. The statistics are buffers of the model, so they are
+    # saved in, and restored from, every checkpoint.
+    cfg.MODEL.DCT.STATS_FILE = ""
+    cfg.MODEL.DCT.MEAN = []
+    cfg.MODEL.DCT.STD = []
+    # How many training images tools/train_net.py reads to compute missing statistics.
+    cfg.MODEL.DCT.STATS_NUM_IMAGES = 500
+
+    cfg.INPUT.DCT = CN()
+    # The dtype the data loader ships coefficients in; the model turns them into float32.
+    cfg.INPUT.DCT.WIRE_DTYPE = "int16"
+
+    # After training (and with --eval-only), tools/train_net.py draws this many images of
+    # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
+    cfg.TEST.VIS_IMAGES = 0
+
+
+def dct_selection(cfg: CN) -> Tuple[int, ...]:
+    """The sorted global channel indices a config selects (validated)."""
+    dct = cfg.MODEL.DCT
+    try:
+        if len(dct.INDICES):
+            return resolve_channels(list(dct.INDICES))
+        return resolve_channels(int(dct.CHANNELS), dct.PATTERN)
+    except ValueError as e:
+        raise ValueError(f"bad channel selection in cfg.MODEL.DCT: {e}") from e
+
+
+def wire_dtype(cfg: CN) -> str:
+    name = cfg.INPUT.DCT.WIRE_DTYPE
+    if name not in WIRE_DTYPES:
+        raise ValueError(f"cfg.INPUT.DCT.WIRE_DTYPE is {name!r}; use one of {sorted(WIRE_DTYPES)}")
+    return name
+
+
+def load_dct_stats(path: str, selection) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the selected channels from a stats JSON (192 values, or one per selected channel)."""
+    try:
+        with open(path) as f:
+            stats = json.load(f)
+        mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"cannot read DCT statistics from {path!r} ({e}); it must be a JSON object with 'mean' "
+            "and 'std' lists (write one with tools/train_net.py, which computes them when "
+            "MODEL.DCT.STATS_FILE is empty)"
+        ) from e
+    return _pick(mean, std, selection, path)
+
+
+def dct_stats_from_config(cfg: CN, selection):
+    """(mean, std) of the selected channels from MEAN/STD or STATS_FILE; None if neither is set."""
+    dct = cfg.MODEL.DCT
+    if len(dct.MEAN) or len(dct.STD):
+        return _pick(np.asarray(dct.MEAN, np.float64), np.asarray(dct.STD, np.float64), selection, "cfg.MODEL.DCT.MEAN/STD")
+    if dct.STATS_FILE:
+        return load_dct_stats(os.path.expanduser(dct.STATS_FILE), selection)
+    return None
+
+
+def _pick(mean, std, selection, source):
+    n = len(selection)
+    if mean.shape != std.shape or mean.ndim != 1 or len(mean) not in (n, NUM_CHANNELS):
+        raise ValueError(
+            f"DCT statistics in {source} have {mean.shape} means and {std.shape} stds; expected "
+            f"{NUM_CHANNELS} values (all channels) or {n} (the selected ones)"
+        )
+    if len(mean) == NUM_CHANNELS:
+        mean, std = mean[list(selection)], std[list(selection)]
+    if not np.all(np.isfinite(mean)) or not np.all(std > 0):
+        raise ValueError(f"DCT statistics in {source} need finite means and positive stds")
+    return mean, std

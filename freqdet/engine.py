@@ -1,0 +1,141 @@
+"""Training glue for tools/train_net.py: the trainer, dataset checks and DCT statistics."""
+import copy
+import logging
+import os
+
+import detectron2.utils.comm as comm
+from detectron2.data import (
+    DatasetCatalog,
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator
+from detectron2.modeling import META_ARCH_REGISTRY
+
+from .config import dct_selection, dct_stats_from_config, wire_dtype
+from .data import DCTDatasetMapper, prepare_demo
+from .data.dct_stats import compute_dct_stats, save_dct_stats
+from .data.demo import SPLITS as DEMO_SPLITS
+from .dct import NUM_CHANNELS
+from .modeling import DCTGeneralizedRCNN
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset named in the config is not registered or its files are missing."""
+
+
+def is_dct_model(cfg) -> bool:
+    return issubclass(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), DCTGeneralizedRCNN)
+
+
+def build_mapper(cfg, is_train: bool):
+    """The DCT mapper for frequency-domain models, Detectron2's own for RGB baselines."""
+    return DCTDatasetMapper(cfg, is_train) if is_dct_model(cfg) else DatasetMapper(cfg, is_train)
+
+
+def has_compiled_ops() -> bool:
+    """False where detectron2._C is freqdet's stand-in (no C++ COCO evaluation)."""
+    from detectron2 import _C
+
+    return not getattr(_C, "FREQDET_STANDIN", False)
+
+
+_COCO_LAYOUT = """Detectron2 looks for COCO under $DETECTRON2_DATASETS (now {root!r}) in this layout:
+  coco/annotations/instances_train2017.json
+  coco/annotations/instances_val2017.json
+  coco/train2017/*.jpg
+  coco/val2017/*.jpg
+Download it from https://cocodataset.org and set DETECTRON2_DATASETS, or try freqdet on
+the built-in demo data:
+  python tools/train_net.py --config-file configs/demo/mask_rcnn_dct_demo.yaml"""
+
+
+def check_datasets(cfg, names=None) -> None:
+    """Make sure every dataset the config names is registered and on disk (generating the demo).
+
+    Raises :class:`DatasetNotFoundError` with the expected layout instead of a traceback
+    from deep inside the data loader.
+    """
+    names = names if names is not None else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    for name in names:
+        if name not in DatasetCatalog.list():
+            raise DatasetNotFoundError(
+                f"dataset {name!r} is not registered. Register it with Detectron2's DatasetCatalog "
+                "(e.g. register_coco_instances) before training, or use one of the built-in demo "
+                f"datasets: {', '.join('freqdet_demo_' + s for s in DEMO_SPLITS)}"
+            )
+        if name.startswith("freqdet_demo_"):
+            prepare_demo()
+            continue
+        meta = MetadataCatalog.get(name)
+        paths = [p for p in (meta.get("json_file", None), meta.get("image_root", None)) if p]
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            message = f"dataset {name!r} is not on this machine: missing {', '.join(missing)}."
+            if name.startswith("coco_"):
+                message += "\n" + _COCO_LAYOUT.format(root=os.getenv("DETECTRON2_DATASETS", "datasets"))
+            raise DatasetNotFoundError(message)
+
+
+def check_config(cfg) -> None:
+    """Fail early, with messages that name the key or file, on what would fail later.
+
+    Checks the datasets (see :func:`check_datasets`) and, for frequency-domain models,
+    the channel selection, the wire dtype and any configured statistics.
+    """
+    check_datasets(cfg)
+    if is_dct_model(cfg):
+        selection = dct_selection(cfg)
+        wire_dtype(cfg)
+        dct_stats_from_config(cfg, selection)
+
+
+def ensure_dct_stats(cfg):
+    """Return ``cfg`` with DCT statistics: computed over the training set when none are configured.
+
+    The main process computes them (with a progress bar) into ``OUTPUT_DIR/dct_stats.json``
+    unless that file exists already (e.g. on ``--resume``); other processes wait and read it.
+    """
+    if not is_dct_model(cfg) or dct_stats_from_config(cfg, dct_selection(cfg)) is not None:
+        return cfg
+    path = os.path.join(cfg.OUTPUT_DIR, "dct_stats.json")
+    if comm.is_main_process() and not os.path.exists(path):
+        dicts = []
+        for name in cfg.DATASETS.TRAIN:
+            dicts.extend(DatasetCatalog.get(name))
+        mapper_cfg = copy.deepcopy(cfg)
+        mapper_cfg.defrost()
+        mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
+        mapper_cfg.INPUT.DCT.WIRE_DTYPE = "float32"
+        mapper = DCTDatasetMapper(mapper_cfg, is_train=False)
+        n = cfg.MODEL.DCT.STATS_NUM_IMAGES
+        logger.info(f"Computing DCT channel statistics over {n or 'all'} training images -> {path}")
+        save_dct_stats(compute_dct_stats(dicts, mapper, n), path)
+    comm.synchronize()
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DCT.STATS_FILE = path
+    cfg.freeze()
+    return cfg
+
+
+class Trainer(DefaultTrainer):
+    """Detectron2's DefaultTrainer with freqdet's mappers and a COCO evaluator that runs without ``_C``."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, False))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())

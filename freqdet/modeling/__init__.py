@@ -1,0 +1,5 @@
+"""Detectron2 models on DCT inputs; importing this registers them."""
+from .backbone import DCTStem, build_resnet_dct_backbone, build_resnet_dct_fpn_backbone
+from .meta_arch import DCTGeneralizedRCNN
+
+__all__ = ["DCTStem", "DCTGeneralizedRCNN", "build_resnet_dct_backbone", "build_resnet_dct_fpn_backbone"]

@@ -1,0 +1,68 @@
+"""DCTDatasetMapper against Detectron2's stock DatasetMapper."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetMapper
+
+from freqdet import DCTDatasetMapper
+from freqdet.dct import channel_indices, upscaled_dct
+
+from helpers import small_cfg
+
+
+def paired(cfg, dataset_dict, seed):
+    """Run both mappers from the same random state."""
+    np.random.seed(seed)
+    ours = DCTDatasetMapper(cfg, is_train=True)(copy.deepcopy(dataset_dict))
+    np.random.seed(seed)
+    stock = DatasetMapper(cfg, is_train=True)(copy.deepcopy(dataset_dict))
+    return ours, stock
+
+
+@pytest.mark.parametrize("crop", [False, True])
+def test_instances_equal_the_stock_mappers(demo_dicts, crop):
+    cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.CROP.ENABLED", crop, "INPUT.CROP.SIZE", [0.7, 0.7])
+    for seed, d in enumerate(demo_dicts[:12]):
+        ours, stock = paired(cfg, d, seed)
+        a, b = ours["instances"], stock["instances"]
+        assert a.image_size == b.image_size == tuple(ours["image_size"])
+        assert torch.equal(a.gt_classes, b.gt_classes)
+        assert torch.equal(a.gt_boxes.tensor, b.gt_boxes.tensor)
+        assert len(a.gt_masks.polygons) == len(b.gt_masks.polygons)
+        for pa, pb in zip(a.gt_masks.polygons, b.gt_masks.polygons):
+            assert all(np.array_equal(x, y) for x, y in zip(pa, pb))
+        # The shipped channels are the augmented pixels' transform, rounded to int16.
+        h, w = ours["image_size"]
+        pixels = stock["image"].permute(1, 2, 0).numpy()
+        assert pixels.shape[:2] == (h, w)
+        expected = np.rint(upscaled_dct(pixels, channel_indices(24), "BGR"))
+        assert ours["dct"].dtype == torch.int16
+        assert ours["dct"].shape == (24, -(-h // 4), -(-w // 4))
+        assert np.abs(ours["dct"].numpy() - expected).max() <= 1
+    assert "image" not in ours
+
+
+def test_inference_mode_drops_annotations_and_keeps_the_output_size(demo_dicts):
+    cfg = small_cfg()
+    d = demo_dicts[3]
+    out = DCTDatasetMapper(cfg, is_train=False)(copy.deepcopy(d))
+    assert "annotations" not in out and "instances" not in out
+    assert (out["height"], out["width"]) == (d["height"], d["width"])
+    assert min(out["image_size"]) == 144
+
+
+def test_wire_dtype_and_explicit_channels(demo_dicts):
+    cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.WIRE_DTYPE", "float32", "MODEL.DCT.INDICES", [130, 0, 65])
+    out = DCTDatasetMapper(cfg, is_train=False)(copy.deepcopy(demo_dicts[0]))
+    assert out["dct"].dtype == torch.float32 and out["dct"].shape[0] == 3
+    cfg.INPUT.DCT.WIRE_DTYPE = "int4"
+    with pytest.raises(ValueError, match="WIRE_DTYPE"):
+        DCTDatasetMapper(cfg, is_train=False)
+
+
+def test_refuses_a_pixel_format_without_colour():
+    cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.FORMAT", "L")
+    with pytest.raises(ValueError, match="INPUT.FORMAT"):
+        DCTDatasetMapper(cfg, is_train=True)

@@ -1,0 +1,99 @@
+"""Mask R-CNN and Faster R-CNN with DCT inputs: training steps and inference on the CPU."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from freqdet import DCTDatasetMapper
+from freqdet.dct import upscaled_idct
+from freqdet.modeling import DCTGeneralizedRCNN
+
+from helpers import small_cfg
+
+CONFIGS = {"mask": "configs/demo/mask_rcnn_dct_demo.yaml", "faster": "configs/demo/faster_rcnn_dct_demo.yaml"}
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_trains_and_predicts_inside_the_original_image(demo_dicts, kind):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    cfg = small_cfg(CONFIGS[kind], "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "MODEL.DCT.MEAN", [0.0] * 24,
+                    "MODEL.DCT.STD", [100.0] * 24)
+    model = build_model(cfg)
+    assert isinstance(model, DCTGeneralizedRCNN) and model.roi_heads.mask_on == (kind == "mask")
+    train_mapper, test_mapper = DCTDatasetMapper(cfg, True), DCTDatasetMapper(cfg, False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
+    model.train()
+    with EventStorage(0):
+        for step in range(3):
+            batch = [train_mapper(copy.deepcopy(d)) for d in demo_dicts[2 * step : 2 * step + 2]]
+            losses = model(batch)
+            expected = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"} | ({"loss_mask"} if kind == "mask" else set())
+            assert set(losses) == expected
+            assert all(torch.isfinite(v) for v in losses.values())
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+
+    model.eval()
+    inputs = [test_mapper(copy.deepcopy(d)) for d in demo_dicts[10:12]]
+    assert inputs[0]["image_size"] != (inputs[0]["height"], inputs[0]["width"])  # resized for the net
+    with torch.no_grad():
+        outputs = model(inputs)
+    for x, out in zip(inputs, outputs):
+        instances = out["instances"]
+        h, w = x["height"], x["width"]
+        assert instances.image_size == (h, w) and len(instances) > 0
+        boxes = instances.pred_boxes.tensor
+        assert boxes[:, 0].min() >= 0 and boxes[:, 1].min() >= 0
+        assert boxes[:, 2].max() <= w and boxes[:, 3].max() <= h
+        if kind == "mask":
+            assert instances.pred_masks.shape[1:] == (h, w)
+
+
+def test_normalizes_on_the_device_and_keeps_pixel_sizes(demo_dicts):
+    cfg = small_cfg(CONFIGS["faster"], "MODEL.DCT.MEAN", list(range(24)), "MODEL.DCT.STD", [2.0] * 24)
+    model = build_model(cfg)
+    inputs = [DCTDatasetMapper(cfg, False)(copy.deepcopy(d)) for d in demo_dicts[:2]]
+    images = model.preprocess_image(inputs)
+    assert images.image_sizes == [tuple(x["image_size"]) for x in inputs]
+    assert images.tensor.shape[-2] % 8 == 0 and images.tensor.shape[-1] % 8 == 0  # 32 pixels = 8 cells
+    for i, x in enumerate(inputs):
+        c, h, w = x["dct"].shape
+        expected = (x["dct"].float() - torch.arange(24.0).view(-1, 1, 1)) / 2
+        assert torch.allclose(images.tensor[i, :, :h, :w], expected)
+    assert torch.equal(model.state_dict()["dct_std"].flatten(), torch.full((24,), 2.0))
+
+
+def test_rejects_mismatched_sizes(demo_dicts):
+    cfg = small_cfg(CONFIGS["faster"])
+    model = build_model(cfg)
+    x = DCTDatasetMapper(cfg, False)(copy.deepcopy(demo_dicts[0]))
+    x["image_size"] = (x["image_size"][0] + 8, x["image_size"][1])
+    with pytest.raises(ValueError, match="does not match"):
+        model.preprocess_image([x])
+
+
+def test_missing_dct_input_is_explained(demo_dicts):
+    model = build_model(small_cfg(CONFIGS["faster"]))
+    with pytest.raises(KeyError, match="DCTDatasetMapper"):
+        model.preprocess_image([{"image": torch.zeros(3, 64, 64)}])
+
+
+def test_training_visualization_draws_the_rebuilt_image(demo_dicts):
+    cfg = small_cfg(CONFIGS["mask"], "VIS_PERIOD", 1)
+    model = build_model(cfg)
+    batch = [DCTDatasetMapper(cfg, True)(copy.deepcopy(d)) for d in demo_dicts[:2]]
+    with EventStorage(0) as storage:
+        model(batch)
+    drawn = {name: image for name, image, _ in storage._vis_data}
+    name = next(n for n in drawn if "proposals" in n)
+    h, w = batch[0]["image_size"]
+    assert drawn[name].shape == (3, h, 2 * w)
+    # The picture is drawn on the image rebuilt from the shipped DCT channels.
+    rebuilt = upscaled_idct(batch[0]["dct"].float().numpy(), model.channels, (h, w), "RGB")
+    left = drawn[name][:, :, :w].transpose(1, 2, 0).astype(np.float32)
+    assert np.median(np.abs(left - np.clip(rebuilt, 0, 255))) < 2

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Train or evaluate Mask / Faster R-CNN with DCT inputs (or their RGB baselines) with Detectron2.
+
+    python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN.yaml --eval-only MODEL.WEIGHTS model.pth
+    python tools/train_net.py --config-file configs/demo/mask_rcnn_dct_demo.yaml   # CPU, built-in demo data
+
+Multi-machine runs use Detectron2's launcher flags (--num-machines, --machine-rank, --dist-url).
+"""
+import logging
+import os
+import sys
+
+import detectron2.utils.comm as comm
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+
+from freqdet import add_freqdet_config
+from freqdet.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
+from freqdet.predictions import draw_predictions
+
+
+def load_config(args):
+    cfg = get_cfg()
+    add_freqdet_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def draw(cfg, model):
+    if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST and comm.is_main_process():
+        path = os.path.join(cfg.OUTPUT_DIR, "predictions.png")
+        draw_predictions(model, build_mapper(cfg, False), cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES, path)
+        logging.getLogger("freqdet").info(f"Predictions on {cfg.DATASETS.TEST[0]} drawn to {path}")
+
+
+def main(args):
+    cfg = load_config(args)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        draw(cfg, model)
+        return results
+
+    cfg = ensure_dct_stats(cfg)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.train()
+    draw(cfg, trainer.model)
+    return results
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    try:
+        check_config(load_config(args))
+    except (DatasetNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
