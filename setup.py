@@ -37,5 +37,5 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "scipy", "jpeglib"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn"]},
 )

@@ -31,9 +31,19 @@ def add_freqdet_config(cfg: CN) -> None:
     # How many training images tools/train_net.py reads to compute missing statistics.
     cfg.MODEL.DCT.STATS_NUM_IMAGES = 500
 
+    # Where the frequency transform runs: "cpu" (in the data loader, which then ships
+    # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
+    # uint8 pixels and the model transforms them on its device; the coefficients are
+    # rounded as the wire dtype would round them, so both give the same numbers).
+    cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
+
     cfg.INPUT.DCT = CN()
-    # The dtype the data loader ships coefficients in; the model turns them into float32.
+    # The dtype coefficients travel in: "int16", "int8" or "float32" (freqdet/dct/wire.py).
     cfg.INPUT.DCT.WIRE_DTYPE = "int16"
+    # Let the frequency transform absorb the augmentation's resizes and flips instead of
+    # resizing pixels first (faster; Pillow's uint8 rounding of the resized pixels is the
+    # only difference). Only when the augmentations are resizes and flips.
+    cfg.INPUT.DCT.FUSE_RESIZE = True
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of
     # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
@@ -56,6 +66,16 @@ def wire_dtype(cfg: CN) -> str:
     if name not in WIRE_DTYPES:
         raise ValueError(f"cfg.INPUT.DCT.WIRE_DTYPE is {name!r}; use one of {sorted(WIRE_DTYPES)}")
     return name
+
+
+TRANSFORM_PLACES = ("cpu", "device")
+
+
+def transform_on(cfg: CN) -> str:
+    place = cfg.MODEL.DCT.TRANSFORM_ON
+    if place not in TRANSFORM_PLACES:
+        raise ValueError(f"cfg.MODEL.DCT.TRANSFORM_ON is {place!r}; use one of {TRANSFORM_PLACES}")
+    return place
 
 
 def load_dct_stats(path: str, selection) -> Tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from .config import dct_selection, dct_stats_from_config, wire_dtype
+from .config import dct_selection, dct_stats_from_config, transform_on, wire_dtype
 from .data import DCTDatasetMapper, prepare_demo
 from .data.dct_stats import compute_dct_stats, save_dct_stats
 from .data.demo import SPLITS as DEMO_SPLITS
@@ -86,12 +86,14 @@ def check_config(cfg) -> None:
     """Fail early, with messages that name the key or file, on what would fail later.
 
     Checks the datasets (see :func:`check_datasets`) and, for frequency-domain models,
-    the channel selection, the wire dtype and any configured statistics.
+    the channel selection, the wire dtype, where the transform runs and any configured
+    statistics.
     """
     check_datasets(cfg)
     if is_dct_model(cfg):
         selection = dct_selection(cfg)
         wire_dtype(cfg)
+        transform_on(cfg)
         dct_stats_from_config(cfg, selection)
 
 
@@ -112,6 +114,7 @@ def ensure_dct_stats(cfg):
         mapper_cfg.defrost()
         mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
         mapper_cfg.INPUT.DCT.WIRE_DTYPE = "float32"
+        mapper_cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
         mapper = DCTDatasetMapper(mapper_cfg, is_train=False)
         n = cfg.MODEL.DCT.STATS_NUM_IMAGES
         logger.info(f"Computing DCT channel statistics over {n or 'all'} training images -> {path}")

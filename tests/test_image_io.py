@@ -135,6 +135,7 @@ BAD_FILES = {
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore:.*is not a JPEG")
 @pytest.mark.parametrize("kind", sorted(BAD_FILES))
 def test_bad_files_raise_image_decode_error(photo, tmp_path, kind):
     path = tmp_path / f"{kind}.jpg"

@@ -4,6 +4,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
@@ -80,7 +81,41 @@ def test_rejects_mismatched_sizes(demo_dicts):
 def test_missing_dct_input_is_explained(demo_dicts):
     model = build_model(small_cfg(CONFIGS["faster"]))
     with pytest.raises(KeyError, match="DCTDatasetMapper"):
-        model.preprocess_image([{"image": torch.zeros(3, 64, 64)}])
+        model.preprocess_image([{"file_name": "x.jpg"}])
+
+
+@pytest.mark.parametrize("wire, fuse", [("int16", True), ("int8", True), ("float32", True), ("int16", False)])
+def test_transform_on_the_device_gives_the_cpu_paths_numbers(demo_dicts, wire, fuse):
+    opts = ["INPUT.DCT.WIRE_DTYPE", wire, "INPUT.DCT.FUSE_RESIZE", fuse, "MODEL.DCT.MEAN", [5.0] * 24,
+            "MODEL.DCT.STD", [50.0] * 24]
+    cpu_cfg = small_cfg(CONFIGS["faster"], *opts)
+    device_cfg = small_cfg(CONFIGS["faster"], *opts, "MODEL.DCT.TRANSFORM_ON", "device")
+    model = build_model(cpu_cfg)
+    for seed, d in enumerate(demo_dicts[:3]):
+        np.random.seed(seed)
+        shipped = DCTDatasetMapper(cpu_cfg, True)(copy.deepcopy(d))
+        np.random.seed(seed)
+        pixels = DCTDatasetMapper(device_cfg, True)(copy.deepcopy(d))
+        assert "dct" not in pixels and pixels["image"].dtype == torch.uint8
+        if fuse:  # the decoded pixels travel, and the model applies the resize
+            assert pixels["image"].shape[-2:] == (d["height"], d["width"]) and "resize" in pixels
+        assert torch.equal(shipped["instances"].gt_boxes.tensor, pixels["instances"].gt_boxes.tensor)
+        a, b = model.preprocess_image([shipped]), model.preprocess_image([pixels])
+        assert a.image_sizes == b.image_sizes
+        assert torch.allclose(a.tensor, b.tensor, atol=1e-5)
+
+
+def test_predicts_from_plain_images_like_defaultpredictor(demo_dicts):
+    # Without absorbing the resize, so that both inputs come from the same resized pixels.
+    cfg = small_cfg(CONFIGS["mask"], "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "INPUT.DCT.FUSE_RESIZE", False)
+    model = build_model(cfg).eval()
+    d = demo_dicts[5]
+    mapped = DCTDatasetMapper(cfg, False)(copy.deepcopy(d))
+    pixels = DatasetMapper(cfg, False)(copy.deepcopy(d))  # what DefaultPredictor feeds: "image", "height", "width"
+    with torch.no_grad():
+        a, b = model([mapped])[0]["instances"], model([pixels])[0]["instances"]
+    assert a.image_size == b.image_size == (d["height"], d["width"])
+    assert torch.allclose(a.pred_boxes.tensor, b.pred_boxes.tensor, atol=1e-3)
 
 
 def test_training_visualization_draws_the_rebuilt_image(demo_dicts):

@@ -1,7 +1,7 @@
 """DCTDatasetMapper: Detectron2's DatasetMapper, shipping DCT channels instead of pixels."""
 import copy
 import logging
-from typing import Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -9,24 +9,57 @@ from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from PIL import Image
 
-from ..config import dct_selection, wire_dtype
-from ..dct import batched, resolve_channels
-from ..dct.wire import to_wire
+from ..config import dct_selection, transform_on, wire_dtype
+from ..dct import resolve_channels
+from ..dct.stencil import stencil_dct
+from ..dct.wire import quantize
 from ..image_io import read_image
 
 logger = logging.getLogger(__name__)
 
+# Augmentations whose transforms depend only on the image's shape and which the frequency
+# transform can absorb (a bilinear resize and flips are linear and separable).
+_GEOMETRIC_AUGMENTATIONS = tuple(
+    getattr(T, name) for name in ("ResizeShortestEdge", "Resize", "ResizeScale", "RandomFlip") if hasattr(T, name)
+)
 
-def encode_dct(image: np.ndarray, selection: Sequence[int], image_format: str, dtype: str) -> torch.Tensor:
-    """(H, W, 3) uint8 image -> (C, ceil(H/4), ceil(W/4)) coefficients in the wire dtype.
 
-    The paper's upscaled pipeline (:func:`freqdet.dct.upscaled_dct`), computed with the
-    torch implementation on the CPU, which the tests hold equal to the numpy reference.
+def encode_dct(
+    image: np.ndarray,
+    selection: Sequence[int],
+    image_format: str,
+    dtype: str,
+    resize: Optional[Tuple[int, int]] = None,
+    hflip: bool = False,
+    vflip: bool = False,
+) -> torch.Tensor:
+    """(H, W, 3) uint8 image -> (C, ceil(h/4), ceil(w/4)) coefficients in the wire dtype.
+
+    The paper's upscaled pipeline of the image, optionally resized to ``resize = (h, w)``
+    (Pillow's bilinear filter) and flipped, computed as per-axis operators of only the kept
+    channels (:func:`freqdet.dct.stencil.stencil_dct`).
     """
-    pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    coeffs = batched.upscaled_dct(pixels, selection, image_format)[0].numpy()
-    return torch.from_numpy(to_wire(coeffs, dtype))
+    # One float copy in channel-first order, from any strides (flips, crops).
+    pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    coeffs = stencil_dct(pixels, selection, image_format, resize=resize, hflip=hflip, vflip=vflip)[0]
+    return quantize(coeffs, dtype, selection)
+
+
+def _absorbable(transforms: List[T.Transform]):
+    """(resize, hflip, vflip) if the transforms are at most one bilinear resize plus flips, else None."""
+    resize, hflip, vflip = None, False, False
+    for tfm in transforms:
+        if isinstance(tfm, T.ResizeTransform) and resize is None and tfm.interp == Image.BILINEAR:
+            resize = (tfm.new_h, tfm.new_w)
+        elif isinstance(tfm, T.HFlipTransform):
+            hflip = not hflip
+        elif isinstance(tfm, T.VFlipTransform):
+            vflip = not vflip
+        elif not isinstance(tfm, T.NoOpTransform):
+            return None
+    return resize, hflip, vflip
 
 
 class DCTDatasetMapper(DatasetMapper):
@@ -40,14 +73,35 @@ class DCTDatasetMapper(DatasetMapper):
       ceil(W/4))`` tensor in the wire dtype (``cfg.INPUT.DCT.WIRE_DTYPE``);
     - ``"image_size"``: ``(H, W)``, the augmented image's size in pixels, in which the
       ``instances`` and everything the model predicts before post-processing are given.
+
+    When the augmentations are resizes and flips (Detectron2's defaults), the resize is
+    not applied to the pixels: the frequency transform absorbs it (``INPUT.DCT.FUSE_RESIZE``),
+    computing the same coefficients from the decoded image directly, except that Pillow
+    would have rounded the resized pixels to uint8 (a difference of about one unit).
+
+    With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
+    instead of ``"dct"``, and the model transforms them on its device into the same numbers:
+    the augmented pixels, or, when the geometry is absorbed, the decoded pixels with
+    ``"resize"``, ``"hflip"`` and ``"vflip"`` saying what the model must apply.
     """
 
     @configurable
-    def __init__(self, is_train: bool, *, channels: Sequence[int], wire_dtype: str = "int16", **kwargs):
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        channels: Sequence[int],
+        wire_dtype: str = "int16",
+        transform_on: str = "cpu",
+        fuse_resize: bool = True,
+        **kwargs,
+    ):
         """
         Args:
             channels: global DCT channel indices to ship (see :mod:`freqdet.dct.channels`).
-            wire_dtype: "int16" or "float32".
+            wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
+            transform_on: "cpu" to ship coefficients, "device" to ship pixels.
+            fuse_resize: let the frequency transform absorb resizes and flips.
             kwargs: the arguments of Detectron2's ``DatasetMapper``.
         """
         super().__init__(is_train, **kwargs)
@@ -55,14 +109,30 @@ class DCTDatasetMapper(DatasetMapper):
             raise ValueError(f"DCTDatasetMapper needs INPUT.FORMAT 'BGR' or 'RGB', got {self.image_format!r}")
         self.channels = resolve_channels(list(channels))
         self.wire_dtype = wire_dtype
-        logger.info(f"[DCTDatasetMapper] {len(self.channels)} DCT channels shipped as {wire_dtype}")
+        self.transform_on = transform_on
+        self.fuse = fuse_resize and all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
+        shipped = f"as {wire_dtype}" if transform_on == "cpu" else "as pixels, transformed on the device"
+        fused = ", resizes and flips absorbed by the transform" if self.fuse else ""
+        logger.info(f"[DCTDatasetMapper] {len(self.channels)} DCT channels shipped {shipped}{fused}")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
         ret["channels"] = dct_selection(cfg)
         ret["wire_dtype"] = wire_dtype(cfg)
+        ret["transform_on"] = transform_on(cfg)
+        ret["fuse_resize"] = cfg.INPUT.DCT.FUSE_RESIZE
         return ret
+
+    def _geometry(self, image: np.ndarray) -> List[T.Transform]:
+        """Draw the augmentations' transforms from the image's shape, as AugmentationList would."""
+        transforms, shape = [], image.shape
+        for aug in self.augmentations.augs:
+            tfm = aug.get_transform(np.broadcast_to(np.zeros((), image.dtype), shape))
+            transforms.append(tfm)
+            if isinstance(tfm, T.ResizeTransform):
+                shape = (tfm.new_h, tfm.new_w) + tuple(shape[2:])
+        return transforms
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
@@ -70,11 +140,27 @@ class DCTDatasetMapper(DatasetMapper):
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
 
-        aug_input = T.AugInput(image)
-        transforms = self.augmentations(aug_input)
-        image = aug_input.image
-        image_shape = image.shape[:2]
-        dataset_dict["dct"] = encode_dct(image, self.channels, self.image_format, self.wire_dtype)
+        plan = None
+        if self.fuse:
+            transforms = self._geometry(image)
+            plan = _absorbable(transforms)
+            transforms = T.TransformList(transforms)
+            if plan is None:
+                image = transforms.apply_image(image)
+        else:
+            aug_input = T.AugInput(image)
+            transforms = self.augmentations(aug_input)
+            image = aug_input.image
+
+        resize, hflip, vflip = plan or (None, False, False)
+        image_shape = tuple(resize or image.shape[:2])
+        if self.transform_on == "cpu":
+            dataset_dict["dct"] = encode_dct(image, self.channels, self.image_format, self.wire_dtype, resize, hflip, vflip)
+        else:
+            # The model applies the same (absorbed) geometry on its device.
+            dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            if plan is not None:
+                dataset_dict.update(resize=resize, hflip=hflip, vflip=vflip)
         dataset_dict["image_size"] = image_shape
 
         if self.proposal_topk is not None:

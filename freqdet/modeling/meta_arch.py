@@ -8,9 +8,10 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
-from ..config import dct_selection, dct_stats_from_config
+from ..config import dct_selection, dct_stats_from_config, wire_dtype
 from ..dct import CELL, resolve_channels, upscaled_idct
-from ..dct.wire import from_wire
+from ..dct.stencil import stencil_dct
+from ..dct.wire import from_wire, quantize
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,11 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
     """Mask / Faster R-CNN on the output of :class:`freqdet.DCTDatasetMapper`.
 
     Each input dict holds ``"dct"`` (C, h, w) in a wire dtype and ``"image_size"`` (H, W)
-    in pixels. On the device the coefficients become float32 and are normalized per
+    in pixels, or ``"image"`` (3, H, W) uint8 pixels (with an optional ``"resize"``,
+    ``"hflip"``, ``"vflip"`` to apply), which are transformed on the device and rounded as
+    the wire dtype rounds (so ``DefaultPredictor`` works, and ``MODEL.DCT.TRANSFORM_ON
+    "device"`` gives the numbers of the CPU path). On the device
+    the coefficients become float32 and are normalized per
     channel (buffers ``dct_mean`` / ``dct_std``, saved in checkpoints like Detectron2's
     ``pixel_mean``), padded to ``SIZE_DIVISIBILITY`` (pixels, i.e. /4 cells), and the
     image sizes stay in pixels, so the stock RPN and ROI heads, the losses and the
@@ -28,14 +33,24 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
     """
 
     @configurable
-    def __init__(self, *, channels: Sequence[int], dct_mean: Sequence[float], dct_std: Sequence[float], **kwargs):
+    def __init__(
+        self,
+        *,
+        channels: Sequence[int],
+        dct_mean: Sequence[float],
+        dct_std: Sequence[float],
+        wire_dtype: str = "int16",
+        **kwargs,
+    ):
         """
         Args:
             channels: the global DCT channel indices the backbone takes.
             dct_mean, dct_std: per-channel normalization of those channels.
+            wire_dtype: how coefficients computed on the device from ``"image"`` are rounded.
             kwargs: the arguments of Detectron2's ``GeneralizedRCNN``.
         """
         super().__init__(**kwargs)
+        self.wire_dtype = wire_dtype
         self.channels = resolve_channels(list(channels))
         n = len(self.channels)
         if len(dct_mean) != n or len(dct_std) != n:
@@ -56,20 +71,38 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
                 "them over the training set before training."
             )
             stats = (np.zeros(len(selection)), np.ones(len(selection)))
-        ret.update(channels=selection, dct_mean=stats[0].tolist(), dct_std=stats[1].tolist())
+        ret.update(
+            channels=selection, dct_mean=stats[0].tolist(), dct_std=stats[1].tolist(), wire_dtype=wire_dtype(cfg)
+        )
         return ret
+
+    def coefficients(self, x: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The float32 DCT channels of one input, on the model's device."""
+        if "dct" in x:
+            return from_wire(x["dct"].to(self.device), self.channels)
+        if "image" in x:
+            pixels = x["image"].to(self.device)[None]
+            geometry = dict(resize=x.get("resize"), hflip=x.get("hflip", False), vflip=x.get("vflip", False))
+            coeffs = stencil_dct(pixels, self.channels, self.input_format, **geometry)[0]
+            return from_wire(quantize(coeffs, self.wire_dtype, self.channels), self.channels)
+        raise KeyError(
+            "DCTGeneralizedRCNN inputs need 'dct' and 'image_size' (map dataset dicts with "
+            "freqdet.DCTDatasetMapper) or an 'image' of uint8 pixels"
+        )
+
+    @staticmethod
+    def pixel_size(x: Dict[str, torch.Tensor]):
+        if "image_size" in x:
+            return tuple(int(s) for s in x["image_size"])
+        if "image" in x:
+            return tuple(x.get("resize") or x["image"].shape[-2:])
+        raise KeyError("an input with 'dct' also needs 'image_size', its (H, W) in pixels")
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
         """Normalize the DCT channels on the device and batch them; image sizes stay in pixels."""
-        missing = [k for k in ("dct", "image_size") if k not in batched_inputs[0]]
-        if missing:
-            raise KeyError(
-                f"DCTGeneralizedRCNN inputs lack {missing}: map dataset dicts with "
-                "freqdet.DCTDatasetMapper, which ships 'dct' and 'image_size' instead of 'image'"
-            )
-        tensors = [(from_wire(x["dct"].to(self.device)) - self.dct_mean) / self.dct_std for x in batched_inputs]
+        tensors = [(self.coefficients(x) - self.dct_mean) / self.dct_std for x in batched_inputs]
         cells = ImageList.from_tensors(tensors, self.backbone.size_divisibility // CELL)
-        sizes = [tuple(int(s) for s in x["image_size"]) for x in batched_inputs]
+        sizes = [self.pixel_size(x) for x in batched_inputs]
         for (h, w), (ch, cw) in zip(sizes, cells.image_sizes):
             if (-(-h // CELL), -(-w // CELL)) != (ch, cw):
                 raise ValueError(f"input 'image_size' {(h, w)} does not match its {ch}x{cw} DCT grid")
@@ -79,7 +112,7 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         """Detectron2's training visualization, drawn on the image rebuilt from the DCT channels."""
         rebuilt = []
         for x in batched_inputs:
-            coeffs = from_wire(x["dct"]).cpu().numpy()
-            image = upscaled_idct(coeffs, self.channels, tuple(x["image_size"]), self.input_format)
+            coeffs = self.coefficients(x).cpu().numpy()
+            image = upscaled_idct(coeffs, self.channels, self.pixel_size(x), self.input_format)
             rebuilt.append(dict(x, image=torch.from_numpy(np.clip(image, 0, 255).transpose(2, 0, 1).copy())))
         super().visualize_training(rebuilt, proposals)

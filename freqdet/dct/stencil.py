@@ -1,0 +1,195 @@
+"""The paper's upscaled DCT computed directly, as per-axis operators on the image.
+
+Every step between the pixels and a kept coefficient is linear and separable: the
+augmentation's resize (Pillow's bilinear filter, as Detectron2's ``ResizeTransform``
+uses it), flips, the 2x (Y) or 4x-then-2x2-mean (Cb, Cr) upscaling with clamped edges, the
+JPEG-style edge padding of blocks and the 8-point DCT. So along each axis the whole
+chain is one small operator: cell i and frequency u take a weighted sum of a short
+window of image rows (columns), and coefficient (u, v) of cell (i, j) is
+
+    sum_{r, c} Wrow[u, i, r] * Wcol[v, j, c] * P[index_row[i, r], index_col[j, c]]
+
+with P the level-shifted Y, Cb or Cr plane. :func:`stencil_dct` applies it with a row
+pass (one product per distinct u) and a column pass (one per kept (u, v)): only the
+kept channels are computed, no upscaled or resized image is ever built, and a resize
+costs nothing more. Both passes are sparse matrix products (each operator row has a
+handful of taps). Without a resize, the window is 6 pixels at a stride of 4 and the
+weights are the same for every cell (:func:`stencil_kernels`).
+
+The tests hold :func:`stencil_dct` equal to :func:`freqdet.dct.upscaled_dct` to float
+tolerance, with and without a resize (against the image resized by the same filter in
+float; Pillow rounds its resized pixels to uint8, which moves coefficients by about one
+unit). It runs in torch, on a CPU in the data loader or on a GPU in the model.
+"""
+import warnings
+from functools import lru_cache
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .channels import resolve_channels, split_by_component
+from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
+from .pipeline import CELL, CHROMA_UPSCALE, LUMA_UPSCALE, upsample_bilinear
+from .transform import DCT_MATRIX, LEVEL_SHIFT
+
+TAPS = 6  # pixels along an axis that one cell's 8 upscaled samples depend on
+
+
+@lru_cache(maxsize=None)
+def stencil_kernels(chroma: bool) -> np.ndarray:
+    """K (8 x 6, float64): row u weighs pixels 4i-1 .. 4i+4 into frequency u of cell i.
+
+    K = D @ U with D the 8-point DCT matrix and U the 8 x 6 resampling of the reference,
+    measured by running the reference's own upsampling on unit impulses.
+    """
+    n = 3  # enough cells that the middle one sees no border
+    upsample = np.zeros((8, TAPS))
+    for a in range(TAPS):
+        impulse = np.zeros(CELL * n)
+        impulse[CELL * (n // 2) - 1 + a] = 1.0
+        column = upsample_bilinear(impulse[:, None], CHROMA_UPSCALE if chroma else LUMA_UPSCALE)[:, 0]
+        if chroma:
+            column = column.reshape(-1, 2).mean(axis=1)
+        upsample[:, a] = column[8 * (n // 2) : 8 * (n // 2) + 8]
+    return DCT_MATRIX @ upsample
+
+
+def pil_bilinear_weights(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Pillow's bilinear resampling of one axis (``Image.resize``), in float64.
+
+    Output pixel o is ``sum_t weights[o, t] * input[start[o] + t]`` (window clipped to the
+    image, weights normalized), which is Pillow's ``precompute_coeffs`` for the bilinear
+    filter: support 1 widened by the scale when shrinking.
+    """
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    center = (np.arange(n_out) + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5), n_in).astype(np.int64)
+    width = int((xmax - xmin).max())
+    taps = xmin[:, None] + np.arange(width)[None, :]
+    weights = np.clip(1.0 - np.abs((taps - center[:, None] + 0.5) / filterscale), 0.0, None)
+    weights[taps >= xmax[:, None]] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return xmin, weights
+
+
+class AxisOperator(NamedTuple):
+    """One axis of the transform: cell i, frequency u -> sum_t weights[u, i, t] * x[index[i, t]]."""
+
+    index: np.ndarray  # (cells, window) int64, clamped into the input
+    weights: np.ndarray  # (8, cells, window) float64
+
+
+@lru_cache(maxsize=4096)
+def axis_operator(n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bool = False) -> AxisOperator:
+    """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), optional
+    flip of the resized axis, then the upscaling, padding and DCT of the paper's pipeline."""
+    n_out = n_in if n_out is None else n_out
+    if n_out == n_in:
+        start, resize = np.arange(n_in), np.ones((n_in, 1))
+    else:
+        start, resize = pil_bilinear_weights(n_in, n_out)
+    if flip:
+        start, resize = start[::-1], resize[::-1]
+    cells = -(-n_out // CELL)
+    # Pixels of the resized axis each cell reads (edge-clamped), then their input windows.
+    pixels = np.clip(CELL * np.arange(cells)[:, None] - 1 + np.arange(TAPS)[None, :], 0, n_out - 1)
+    src = start[pixels][..., None] + np.arange(resize.shape[1])  # (cells, 6, k)
+    base = src.min(axis=(1, 2))
+    offset = src - base[:, None, None]
+    window = int(offset.max()) + 1
+    onehot = np.arange(window) == offset[..., None]  # (cells, 6, k, window)
+    per_tap = np.einsum("iak,iakw->iaw", resize[pixels], onehot)  # (cells, 6, window)
+    weights = np.einsum("ua,iaw->uiw", stencil_kernels(chroma), per_tap)
+    index = base[:, None] + np.arange(window)[None, :]
+    weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
+    return AxisOperator(np.minimum(index, n_in - 1), weights)
+
+
+def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
+    """The requested Y/Cb/Cr planes minus 128, float32 (N, len(components), H, W)."""
+    x = images.float().contiguous()
+    matrix = RGB_TO_YCBCR[list(components)]
+    if check_format(input_format) == "BGR":
+        matrix = matrix[:, ::-1]
+    weight = torch.as_tensor(matrix.copy(), dtype=x.dtype, device=x.device)[:, :, None, None]
+    bias = torch.as_tensor(YCBCR_OFFSET[list(components)] - LEVEL_SHIFT, dtype=x.dtype, device=x.device)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+        return F.conv2d(x, weight, bias)
+
+
+@lru_cache(maxsize=2048)
+def operator_matrix(n_in: int, chroma: bool, n_out: int, flip: bool, freqs: Tuple[int, ...]) -> torch.Tensor:
+    """:func:`axis_operator` for some frequencies as a sparse CSR matrix (len(freqs) * cells, n_in), float32."""
+    op = axis_operator(n_in, chroma, n_out, flip)
+    # Clamping repeats the last index at the far edge; keep each column once per row.
+    keep = np.ones(op.index.shape, dtype=bool)
+    keep[:, 1:] = op.index[:, 1:] != op.index[:, :-1]
+    counts = np.tile(keep.sum(axis=1), len(freqs))
+    crow = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
+    cols = torch.from_numpy(np.tile(op.index[keep], len(freqs)))
+    values = torch.from_numpy(np.concatenate([w[keep] for w in op.weights[list(freqs)]])).float()
+    n_rows = len(counts)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_in), check_invariants=True)
+
+
+def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor) -> None:
+    """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
+
+    ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A row pass
+    (sparse matrix times the plane) makes every needed u, a column pass every needed v of
+    those; the (u, v) pairs asked for are then copied out.
+    """
+    us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
+    row_matrix = operator_matrix(*rows, tuple(us)).to(plane.device)
+    col_matrix = operator_matrix(*cols, tuple(vs)).to(plane.device)
+    cells_h, cells_w = out.shape[-2:]
+    complete = len(ks) == len(us) * len(vs)  # every (u, v) pair, in row-major order
+    for n, image in enumerate(plane):
+        both = col_matrix @ (row_matrix @ image).T  # (n_v * cells_w, n_u * cells_h)
+        grid = both.view(len(vs), cells_w, len(us), cells_h).permute(2, 0, 3, 1)  # (u, v, h, w)
+        if complete:
+            out[n].view(len(us), len(vs), cells_h, cells_w).copy_(grid)
+        else:
+            for c, k in enumerate(ks):
+                out[n, c].copy_(grid[us.index(k // 8), vs.index(k % 8)])
+
+
+def stencil_dct(
+    images: torch.Tensor,
+    channels,
+    input_format: str = "BGR",
+    pattern: str = "square",
+    resize: Optional[Tuple[int, int]] = None,
+    hflip: bool = False,
+    vflip: bool = False,
+) -> torch.Tensor:
+    """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) float32.
+
+    The paper's upscaled DCT (same definition and channel order as
+    :func:`freqdet.dct.upscaled_dct`) of the images after an optional resize to
+    ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the result,
+    computing only the selected channels.
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    selection = resolve_channels(channels, pattern)
+    wanted: List[Tuple[int, List[int]]] = [(c, ks) for c, ks in enumerate(split_by_component(selection)) if ks]
+    height, width = images.shape[-2:]
+    out_h, out_w = resize if resize is not None else (height, width)
+    planes = _color_planes(images, [c for c, _ in wanted], input_format)
+    out = planes.new_empty((images.shape[0], len(selection), -(-int(out_h) // CELL), -(-int(out_w) // CELL)))
+    first = 0
+    for index, (component, ks) in enumerate(wanted):
+        chroma = component > 0
+        rows = (int(height), chroma, int(out_h), bool(vflip))
+        cols = (int(width), chroma, int(out_w), bool(hflip))
+        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)])
+        first += len(ks)
+    return out

@@ -1,0 +1,71 @@
+"""The stencil transform equals the numpy reference, only computing the kept channels."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from freqdet.dct import channel_indices, upscaled_dct
+from freqdet.dct.stencil import stencil_dct
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(64, 96), (30, 42), (31, 45), (5, 3), (1, 1), (203, 317)])
+@pytest.mark.parametrize("channels", [24, 64, 192, [3, 77, 130, 191], [64], [0]])
+def test_equals_the_reference(rng, device, shape, channels):
+    image = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+    expected = upscaled_dct(image, channels, "BGR")
+    out = stencil_dct(torch.from_numpy(image).permute(2, 0, 1)[None].to(device), channels, "BGR")
+    assert out.shape == (1,) + expected.shape and out.dtype == torch.float32
+    np.testing.assert_allclose(out[0].cpu().numpy(), expected, atol=2e-3, rtol=1e-5)
+
+
+def test_real_photo_batch_and_formats(photo_rgb):
+    images = np.stack([photo_rgb[:300, :256], photo_rgb[300:, 256:]])
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    for fmt, batch in (("RGB", pixels), ("BGR", pixels.flip(1))):
+        out = stencil_dct(batch, channel_indices(32, "triangle"), fmt)
+        for n in range(2):
+            expected = upscaled_dct(images[n], 32, "RGB", pattern="triangle")
+            np.testing.assert_allclose(out[n].numpy(), expected, atol=2e-3, rtol=1e-5)
+
+
+def test_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        stencil_dct(torch.zeros(3, 8, 8), 24)
+
+
+def float_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pillow's bilinear resize without its uint8 rounding, written out with numpy."""
+    from freqdet.dct.stencil import pil_bilinear_weights
+
+    out = image.astype(np.float64)
+    for axis, n in ((1, width), (0, height)):
+        start, weights = pil_bilinear_weights(out.shape[axis], n)
+        index = np.minimum(start[:, None] + np.arange(weights.shape[1]), out.shape[axis] - 1)
+        taps = np.take(out, index, axis=axis)
+        out = np.einsum("hntc,nt->hnc", taps, weights) if axis == 1 else np.einsum("ntwc,nt->nwc", taps, weights)
+    return out
+
+
+@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400), (200, 170)])
+def test_float_resize_is_pillows_up_to_its_rounding(photo_rgb, size):
+    image = photo_rgb[:200, :170]
+    pil = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR)).astype(np.float64)
+    # Pillow rounds twice (after its horizontal and its vertical pass).
+    assert np.abs(float_resize(image, *size) - pil).max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400)])
+@pytest.mark.parametrize("hflip, vflip", [(False, False), (True, False), (False, True)])
+def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(photo_rgb, size, hflip, vflip):
+    image = photo_rgb[:200, :170]
+    resized = float_resize(image, *size)
+    resized = resized[::-1] if vflip else resized
+    resized = resized[:, ::-1] if hflip else resized
+    expected = upscaled_dct(resized, 24, "RGB")
+    pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None]
+    out = stencil_dct(pixels, 24, "RGB", resize=size, hflip=hflip, vflip=vflip)[0].numpy()
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)

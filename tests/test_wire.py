@@ -1,0 +1,59 @@
+"""Wire formats: int16 is the rounded reference, int8 stays within half a step and never clips."""
+import numpy as np
+import pytest
+import torch
+
+from freqdet.dct import channel_indices, upscaled_dct
+from freqdet.dct.stencil import stencil_kernels
+from freqdet.dct.wire import from_wire, int8_steps, quantize
+
+
+@pytest.fixture
+def coeffs(photo_rgb):
+    image = photo_rgb[:200, :160]
+    return image, upscaled_dct(image, 64, "RGB")
+
+
+def test_int16_is_the_rounded_reference(coeffs):
+    _, reference = coeffs
+    wire = quantize(torch.from_numpy(reference), "int16", channel_indices(64))
+    assert wire.dtype == torch.int16 and wire.element_size() == 2
+    near_tie = np.abs(np.abs(reference - np.trunc(reference)) - 0.5) < 1e-3
+    assert np.array_equal(wire.numpy()[~near_tie], np.rint(reference)[~near_tie])
+
+
+def test_int8_error_is_at_most_half_a_step(coeffs):
+    _, reference = coeffs
+    selection = channel_indices(64)
+    wire = quantize(torch.from_numpy(reference), "int8", selection)
+    assert wire.dtype == torch.int8 and wire.element_size() == 1
+    back = from_wire(wire, selection).numpy()
+    steps = int8_steps(selection).reshape(-1, 1, 1)
+    assert np.all(np.abs(back - reference) <= steps / 2 + 1e-4)
+    assert 7.9 < int8_steps([0])[0] < 8.2  # the DC step is about one grey level of a cell's mean
+
+
+@pytest.mark.parametrize("index", [0, 9, 27, 63, 64, 73, 191])
+def test_int8_never_clips_even_the_worst_image(index):
+    # The image that maximizes one coefficient: +-128 around 128 in the sign pattern of its stencil.
+    component, k = divmod(index, 64)
+    kernel = stencil_kernels(component > 0)
+    sign = np.sign(np.outer(kernel[k // 8], kernel[k % 8]))
+    plane = np.full((24, 24), 128.0)
+    plane[7:13, 7:13] = np.where(sign > 0, 255.0, 0.0)  # the taps of cell (2, 2)
+    image = np.zeros((24, 24, 3))
+    if component == 0:
+        image[:] = plane[..., None]
+    else:
+        image[..., 2 if component == 1 else 0] = plane  # blue drives Cb, red drives Cr
+    reference = upscaled_dct(image, [index], "RGB")
+    wire = quantize(torch.from_numpy(reference), "int8", [index])
+    assert np.abs(wire.numpy()).max() <= 127
+    np.testing.assert_allclose(from_wire(wire, [index]).numpy(), reference, atol=int8_steps([index])[0] / 2 + 1e-4)
+
+
+def test_float32_is_exact_and_unknown_dtypes_are_refused(coeffs):
+    _, reference = coeffs
+    assert torch.equal(quantize(torch.from_numpy(reference), "float32", channel_indices(64)), torch.from_numpy(reference))
+    with pytest.raises(ValueError, match="wire dtype"):
+        quantize(torch.from_numpy(reference), "int4", channel_indices(64))

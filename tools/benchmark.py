@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Side-by-side benchmark of the data path and the train step: stock Detectron2 vs freqdet.
+
+    python tools/benchmark.py                  # CPU: mappers, bytes, train step
+    python tools/benchmark.py --device cuda    # also loader-to-GPU throughput
+
+In one process, on the same real JPEGs (photos shipped with matplotlib and scikit-learn,
+and the demo dataset's validation images), interleaved round by round so that machine
+noise hits every variant alike:
+
+- mappers, one thread (images/s per core): Detectron2's ``DatasetMapper`` against
+  ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype, and with the
+  transform left to the device, all with Detectron2's COCO training augmentation
+  (ResizeShortestEdge 800 / 1333 and a horizontal flip);
+- bytes per sample: the tensor each mapper ships to the model;
+- train step: Mask R-CNN R50-FPN with DCT-24 input against the stock R50-FPN, same pixel
+  size, all threads;
+- with ``--device cuda``: images/s from a DataLoader (workers, pinned memory) to the GPU.
+
+Prints a markdown table and writes it with the raw figures as JSON to ``--output``.
+Ratios are what to read; absolute times on shared machines are noise.
+"""
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances, PolygonMasks
+from detectron2.utils.events import EventStorage
+
+import freqdet
+from freqdet import DCTDatasetMapper
+from freqdet.data.dct_stats import evenly_spaced
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def photos(num_demo: int):
+    """Dataset dicts of real JPEGs: packaged photos plus some demo validation images."""
+    import matplotlib.cbook
+
+    paths = [str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
+    try:
+        import sklearn
+
+        folder = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
+        paths += [os.path.join(folder, name) for name in ("china.jpg", "flower.jpg")]
+    except ImportError:
+        pass
+    dicts = [{"file_name": p, "image_id": i} for i, p in enumerate(paths)]
+    demo = evenly_spaced(DatasetCatalog.get("freqdet_demo_val"), num_demo) if num_demo else []
+    return dicts + [{"file_name": d["file_name"], "image_id": 100 + i} for i, d in enumerate(demo)]
+
+
+def base_cfg(config: str, device: str):
+    cfg = get_cfg()
+    freqdet.add_freqdet_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
+    cfg.MODEL.DEVICE = device
+    cfg.INPUT.MIN_SIZE_TRAIN = (800,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 1333
+    return cfg
+
+
+def mapper_variants(channel_counts, wires):
+    """(name, mapper, key of the shipped tensor) for stock and each DCT variant."""
+    variants = [("stock DatasetMapper (uint8 pixels)", DatasetMapper(base_cfg("mask_rcnn_rgb_R50_FPN.yaml", "cpu"), True), "image")]
+    for n in channel_counts:
+        for wire in wires:
+            cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
+            cfg.MODEL.DCT.CHANNELS, cfg.INPUT.DCT.WIRE_DTYPE = n, wire
+            variants.append((f"DCT-{n} {wire}", DCTDatasetMapper(cfg, True), "dct"))
+    cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
+    cfg.MODEL.DCT.TRANSFORM_ON = "device"
+    variants.append(("DCT-24, transform on device (ships pixels)", DCTDatasetMapper(cfg, True), "image"))
+    return variants
+
+
+def bench_mappers(dicts, variants, rounds: int):
+    """Mean seconds per image and bytes per sample of each mapper, interleaved by round."""
+    torch.set_num_threads(1)
+    times = {name: [] for name, _, _ in variants}
+    nbytes = {name: [] for name, _, _ in variants}
+    for name, mapper, _ in variants:  # warm-up: imports, caches, first allocations
+        mapper(copy.deepcopy(dicts[0]))
+    for r in range(rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        for name, mapper, key in order:
+            np.random.seed(r)
+            for d in dicts:
+                d = copy.deepcopy(d)
+                start = time.perf_counter()
+                out = mapper(d)
+                times[name].append(time.perf_counter() - start)
+                if r == 0:
+                    nbytes[name].append(out[key].numel() * out[key].element_size())
+        print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
+    return {name: (statistics.fmean(times[name]), statistics.fmean(nbytes[name])) for name in times}
+
+
+def synthetic_batch(height: int, width: int, n: int = 2):
+    """Training inputs with pixels and a few boxes/polygons, for both models."""
+    rng = np.random.default_rng(0)
+    batch = []
+    for _ in range(n):
+        image = torch.from_numpy(rng.integers(0, 256, (3, height, width), dtype=np.uint8))
+        inst = Instances((height, width))
+        boxes = [[40, 60, 300, 400], [350, 100, 500, 300]]
+        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        inst.gt_classes = torch.tensor([1, 7])
+        inst.gt_masks = PolygonMasks([[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes])
+        batch.append({"image": image, "image_size": (height, width), "instances": inst, "height": height, "width": width})
+    return batch
+
+
+def bench_train_step(device: str, size, steps: int):
+    """Median seconds per training step of stock R50-FPN and DCT-24 R50-FPN Mask R-CNN."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    models = {}
+    for name, config in (("stock R50-FPN (RGB)", "mask_rcnn_rgb_R50_FPN.yaml"), ("DCT-24 R50-FPN", "mask_rcnn_dct_R50_FPN.yaml")):
+        cfg = base_cfg(config, device)
+        cfg.MODEL.WEIGHTS = ""
+        torch.manual_seed(0)
+        models[name] = build_model(cfg).train()
+    batch = synthetic_batch(*size)
+    dct_model = models["DCT-24 R50-FPN"]
+    dct_batch = [dict(x, dct=freqdet.data.encode_dct(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")) for x in batch]
+    dct_batch = [{k: v for k, v in x.items() if k != "image"} for x in dct_batch]
+    inputs = {"stock R50-FPN (RGB)": batch, "DCT-24 R50-FPN": dct_batch}
+    times = {name: [] for name in models}
+    with EventStorage(0):
+        for step in range(steps + 1):
+            for name, model in models.items():
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                losses = model(inputs[name])
+                sum(losses.values()).backward()
+                model.zero_grad(set_to_none=True)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if step > 0:
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
+    """Images/s from a DataLoader (pinned memory) into GPU memory, per mapper."""
+    from torch.utils.data import DataLoader
+
+    results = {}
+    for name, mapper, key in variants:
+        data = [dicts[i % len(dicts)] for i in range(max(64, len(dicts)))]
+        loader = DataLoader(data, batch_size=None, num_workers=workers, pin_memory=True,
+                            collate_fn=lambda d, mapper=mapper, key=key: mapper(copy.deepcopy(d))[key])
+        count, moved = 0, 0
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            for tensor in loader:
+                tensor.to("cuda", non_blocking=True)
+                count += 1
+                moved += tensor.numel() * tensor.element_size()
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        results[name] = (count / elapsed, moved / elapsed)
+    return results
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the images")
+    parser.add_argument("--demo-images", type=int, default=12, help="demo validation images to add")
+    parser.add_argument("--channels", type=int, nargs="+", default=[24, 64, 192])
+    parser.add_argument("--wires", nargs="+", default=["int16", "int8", "float32"])
+    parser.add_argument("--train-size", type=int, nargs=2, default=[512, 640], metavar=("H", "W"))
+    parser.add_argument("--train-steps", type=int, default=3, help="0 skips the train-step comparison")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for --device cuda")
+    parser.add_argument("--output", default="output/benchmark")
+    args = parser.parse_args(argv)
+
+    dicts = photos(args.demo_images)
+    print(f"Benchmarking on {len(dicts)} JPEGs; {machine()}", file=sys.stderr)
+    variants = mapper_variants(args.channels, args.wires)
+    mappers = bench_mappers(dicts, variants, args.rounds)
+    stock_time, stock_bytes = mappers[variants[0][0]]
+    report = {"machine": machine(), "images": [d["file_name"] for d in dicts], "mappers": {}}
+    lines = [
+        f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread.",
+        "",
+        "| mapper | images/s per core | vs stock | bytes per sample | vs stock |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (seconds, nbytes) in mappers.items():
+        report["mappers"][name] = {"seconds_per_image": seconds, "images_per_s": 1 / seconds, "bytes_per_sample": nbytes,
+                                   "throughput_vs_stock": stock_time / seconds, "bytes_vs_stock": nbytes / stock_bytes}
+        lines.append(f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x | {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |")
+
+    if args.train_steps > 0:
+        steps = bench_train_step(args.device, args.train_size, args.train_steps)
+        stock = steps["stock R50-FPN (RGB)"]
+        report["train_step"] = {"size": args.train_size, "device": args.device, "seconds": steps}
+        lines += ["", f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} | s/step | vs stock |",
+                  "|---|---:|---:|"]
+        lines += [f"| {name} | {s:.2f} | {s / stock:.2f}x |" for name, s in steps.items()]
+
+    if args.device == "cuda":
+        picked = [v for v in variants if v[0].startswith(("stock", "DCT-24 "))]
+        moved = bench_loader_to_gpu(dicts, picked, args.workers, epochs=2)
+        report["loader_to_gpu"] = {name: {"images_per_s": ips, "bytes_per_s": bps} for name, (ips, bps) in moved.items()}
+        lines += ["", f"| DataLoader ({args.workers} workers) to GPU | images/s | MB/s over PCIe |", "|---|---:|---:|"]
+        lines += [f"| {name} | {ips:.1f} | {bps / 1e6:.1f} |" for name, (ips, bps) in moved.items()]
+
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "benchmark.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(args.output, "benchmark.md"), "w") as f:
+        f.write(table + "\n")
+    print(f"wrote {args.output}/benchmark.json and benchmark.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
