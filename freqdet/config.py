@@ -31,6 +31,17 @@ def add_freqdet_config(cfg: CN) -> None:
     # How many training images tools/train_net.py reads to compute missing statistics.
     cfg.MODEL.DCT.STATS_NUM_IMAGES = 500
 
+    # Learned channel selection (freqdet/modeling/gate.py): a gate in the backbone's stem
+    # switches each input channel on or off per image. NAME "" means no gate; LAMBDA
+    # weighs loss_gate, the number of channels on per image.
+    cfg.MODEL.DCT.GATE = CN()
+    cfg.MODEL.DCT.GATE.NAME = ""
+    cfg.MODEL.DCT.GATE.LAMBDA = 0.01
+    cfg.MODEL.DCT.GATE.NORM = "BN"
+    cfg.MODEL.DCT.GATE.TAU = 1.0
+    cfg.MODEL.DCT.GATE.INIT_OFF = 0.1
+    cfg.MODEL.DCT.GATE.INIT_ON = 2.0
+
     # Where the frequency transform runs: "cpu" (in the data loader, which then ships
     # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
     # uint8 pixels and the model transforms them on its device; the coefficients are
@@ -44,6 +55,11 @@ def add_freqdet_config(cfg: CN) -> None:
     # resizing pixels first (faster; Pillow's uint8 rounding of the resized pixels is the
     # only difference). Only when the augmentations are resizes and flips.
     cfg.INPUT.DCT.FUSE_RESIZE = True
+    # Where the coefficients come from: "pixels" (decode, augment, the paper's upscaled
+    # transform) or "jpeg" (the file's own quantized coefficients, read without decoding
+    # pixels and resampled to the training grid on the device; see freqdet/compressed.py).
+    # "jpeg" ships int16, takes only resize and flip augmentations, and runs on the CPU path.
+    cfg.INPUT.DCT.SOURCE = "pixels"
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of
     # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
@@ -69,6 +85,20 @@ def wire_dtype(cfg: CN) -> str:
 
 
 TRANSFORM_PLACES = ("cpu", "device")
+SOURCES = ("pixels", "jpeg")
+
+
+def dct_source(cfg: CN) -> str:
+    """INPUT.DCT.SOURCE, checked against the keys it constrains."""
+    source = cfg.INPUT.DCT.SOURCE
+    if source not in SOURCES:
+        raise ValueError(f"cfg.INPUT.DCT.SOURCE is {source!r}; use one of {SOURCES}")
+    if source == "jpeg" and (cfg.INPUT.DCT.WIRE_DTYPE != "int16" or cfg.MODEL.DCT.TRANSFORM_ON != "cpu"):
+        raise ValueError(
+            "cfg.INPUT.DCT.SOURCE 'jpeg' ships the file's dequantized coefficients as int16 from the "
+            "data loader: set INPUT.DCT.WIRE_DTYPE 'int16' and MODEL.DCT.TRANSFORM_ON 'cpu'"
+        )
+    return source
 
 
 def transform_on(cfg: CN) -> str:

@@ -15,8 +15,9 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from .config import dct_selection, dct_stats_from_config, transform_on, wire_dtype
+from .config import dct_selection, dct_source, dct_stats_from_config, transform_on, wire_dtype
 from .data import DCTDatasetMapper, prepare_demo
+from .data.mapper import mapped_coefficients
 from .data.dct_stats import compute_dct_stats, save_dct_stats
 from .data.demo import SPLITS as DEMO_SPLITS
 from .dct import NUM_CHANNELS
@@ -94,7 +95,27 @@ def check_config(cfg) -> None:
         selection = dct_selection(cfg)
         wire_dtype(cfg)
         transform_on(cfg)
+        dct_source(cfg)
         dct_stats_from_config(cfg, selection)
+
+
+def compute_config_stats(cfg, num_images: int):
+    """Per-channel mean and std of all 192 channels over the config's training sets.
+
+    Images are mapped as at test time (``DCTDatasetMapper`` in inference mode, the
+    config's source and geometry), so the statistics describe what the model normalizes.
+    """
+    dicts = []
+    for name in cfg.DATASETS.TRAIN:
+        dicts.extend(DatasetCatalog.get(name))
+    mapper_cfg = copy.deepcopy(cfg)
+    mapper_cfg.defrost()
+    mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
+    mapper_cfg.INPUT.DCT.WIRE_DTYPE = "int16" if mapper_cfg.INPUT.DCT.SOURCE == "jpeg" else "float32"
+    mapper_cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
+    mapper = DCTDatasetMapper(mapper_cfg, is_train=False)
+    channels = list(range(NUM_CHANNELS))
+    return compute_dct_stats(dicts, lambda d: mapped_coefficients(mapper(d), channels), num_images)
 
 
 def ensure_dct_stats(cfg):
@@ -107,18 +128,9 @@ def ensure_dct_stats(cfg):
         return cfg
     path = os.path.join(cfg.OUTPUT_DIR, "dct_stats.json")
     if comm.is_main_process() and not os.path.exists(path):
-        dicts = []
-        for name in cfg.DATASETS.TRAIN:
-            dicts.extend(DatasetCatalog.get(name))
-        mapper_cfg = copy.deepcopy(cfg)
-        mapper_cfg.defrost()
-        mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
-        mapper_cfg.INPUT.DCT.WIRE_DTYPE = "float32"
-        mapper_cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
-        mapper = DCTDatasetMapper(mapper_cfg, is_train=False)
         n = cfg.MODEL.DCT.STATS_NUM_IMAGES
         logger.info(f"Computing DCT channel statistics over {n or 'all'} training images -> {path}")
-        save_dct_stats(compute_dct_stats(dicts, mapper, n), path)
+        save_dct_stats(compute_config_stats(cfg, n), path)
     comm.synchronize()
     cfg = cfg.clone()
     cfg.defrost()

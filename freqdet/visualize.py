@@ -95,3 +95,36 @@ def plot_channels(image_bgr: np.ndarray, selection: Sequence[int], title: str = 
     fig.suptitle(title or f"DCT channels ({h}x{w} cells of 4x4 pixels each)", fontsize=12)
     fig.tight_layout()
     return fig
+
+
+def plot_selection_heatmap(rates: np.ndarray, title: str = ""):
+    """The paper's Fig. 5: three 8x8 grids (Y, Cb, Cr) of how often each channel is selected.
+
+    ``rates`` has 192 values in 0..1 (NaN for channels the model does not take); cell
+    (u, v) of a grid is channel k = 8u + v, labelled with its global index and its rate.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = np.asarray(rates, dtype=np.float64).reshape(len(COMPONENTS), 8, 8)
+    fig, axes = plt.subplots(1, len(COMPONENTS), figsize=(15, 5.2))
+    for component, (ax, name) in enumerate(zip(axes, COMPONENTS)):
+        grid = rates[component]
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=1)
+        for u in range(8):
+            for v in range(8):
+                index = 64 * component + 8 * u + v
+                value = grid[u, v]
+                text = f"{index}\n{value:.2f}" if np.isfinite(value) else f"{index}\n-"
+                color = "black" if np.isfinite(value) and value > 0.6 else "white"
+                ax.text(v, u, text, ha="center", va="center", fontsize=7, color=color)
+        ax.set_title(f"{name}: mean rate {np.nanmean(grid):.2f}", fontsize=10)
+        ax.set_xticks(range(8))
+        ax.set_yticks(range(8))
+        ax.set_xlabel("v (horizontal frequency)")
+        ax.set_ylabel("u (vertical frequency)")
+    fig.colorbar(image, ax=list(axes), fraction=0.02, label="selection rate")
+    fig.suptitle(title or "How often the gate selects each DCT channel", fontsize=12)
+    return fig

@@ -41,11 +41,12 @@ def test_block_dct_and_inverse(rng, device, shape):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("channels", [24, [0, 70, 191], 192])
-def test_upscaled_dct(photo_rgb, device, channels):
+@pytest.mark.parametrize("luma_upscale", [2, 1])
+def test_upscaled_dct(photo_rgb, device, channels, luma_upscale):
     images = [photo_rgb[:120, :88], photo_rgb[300:420, 200:288]]
-    out = batched.upscaled_dct(to_nchw(images, device), channels, "RGB")
+    out = batched.upscaled_dct(to_nchw(images, device), channels, "RGB", luma_upscale=luma_upscale)
     for n, image in enumerate(images):
-        expected = dct.upscaled_dct(image, channels, "RGB")
+        expected = dct.upscaled_dct(image, channels, "RGB", luma_upscale=luma_upscale)
         assert out.shape[1:] == expected.shape
         np.testing.assert_allclose(out[n].cpu().numpy(), expected, atol=2e-2, rtol=1e-5)
 

@@ -10,7 +10,7 @@ from freqdet.data.dct_stats import compute_dct_stats, evenly_spaced, save_dct_st
 def test_matches_numpy_over_all_cells(rng, tmp_path):
     arrays = [rng.normal(rng.uniform(-100, 100, (192, 1, 1)), rng.uniform(1, 50, (192, 1, 1)), (192, h, w))
               for h, w in [(5, 7), (9, 4), (6, 6)]]
-    stats = compute_dct_stats([{"i": i} for i in range(3)], lambda d: {"dct": torch.from_numpy(arrays[d["i"]])})
+    stats = compute_dct_stats([{"i": i} for i in range(3)], lambda d: torch.from_numpy(arrays[d["i"]]))
     flat = np.concatenate([a.reshape(192, -1) for a in arrays], axis=1)
     np.testing.assert_allclose(stats["mean"], flat.mean(axis=1), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(stats["std"], flat.std(axis=1), rtol=1e-7)

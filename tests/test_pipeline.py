@@ -112,3 +112,15 @@ def test_fewer_channels_lose_detail_monotonically(photo_rgb):
         back = upscaled_idct(upscaled_dct(image, n, "RGB"), n, image.shape[:2], "RGB")
         errors.append(np.abs(back - image).mean())
     assert errors[0] > errors[1] > errors[2]
+
+
+def test_classification_input_is_y_as_it_is_and_chroma_at_2x(photo_rgb):
+    """luma_upscale=1: Y at the image's size, Cb/Cr upscaled 2x then 4:2:0, on 8-pixel cells."""
+    image = photo_rgb[:100, :120]
+    out = upscaled_dct(image, 192, "RGB", luma_upscale=1)
+    assert out.shape == (192, 13, 15)
+    ycbcr = rgb_to_ycbcr(image)
+    np.testing.assert_allclose(out[:64], block_dct(ycbcr[..., 0]).transpose(2, 0, 1), atol=1e-2)
+    cr = torch.from_numpy(ycbcr[..., 2]).double()[None, None]
+    cr2 = F.avg_pool2d(F.interpolate(cr, scale_factor=2, mode="bilinear", align_corners=False), 2)
+    np.testing.assert_allclose(out[128:], block_dct(cr2[0, 0].numpy()).transpose(2, 0, 1), atol=1e-2)

@@ -13,10 +13,12 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(64, 96), (30, 42), (31, 45), (5, 3), (1, 1), (203, 317)])
 @pytest.mark.parametrize("channels", [24, 64, 192, [3, 77, 130, 191], [64], [0]])
-def test_equals_the_reference(rng, device, shape, channels):
+@pytest.mark.parametrize("luma_upscale", [2, 1])
+def test_equals_the_reference(rng, device, shape, channels, luma_upscale):
     image = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
-    expected = upscaled_dct(image, channels, "BGR")
-    out = stencil_dct(torch.from_numpy(image).permute(2, 0, 1)[None].to(device), channels, "BGR")
+    expected = upscaled_dct(image, channels, "BGR", luma_upscale=luma_upscale)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    out = stencil_dct(pixels, channels, "BGR", luma_upscale=luma_upscale)
     assert out.shape == (1,) + expected.shape and out.dtype == torch.float32
     np.testing.assert_allclose(out[0].cpu().numpy(), expected, atol=2e-3, rtol=1e-5)
 

@@ -7,7 +7,8 @@
 #   3. torch 2.14.1 + torchvision 0.29.1 unless the environment already has torch;
 #   4. Detectron2: the importable one if there is one, else the fallback in
 #      tools/d2_fallback/ (Detectron2 0.6's Python sources, no C++ extension);
-#   5. freqdet itself (pip install -e .[test]) with PyTurboJPEG matched to the library.
+#   5. freqdet itself (pip install -e .[test]) with PyTurboJPEG matched to the library, and
+#      its JPEG coefficient reader (a small C extension; libjpeg's headers installed when root).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 STAMP="$VENV/.freqdet-setup"
@@ -23,7 +24,7 @@ pip_install() {
 }
 
 fingerprint() {
-  cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* \
+  cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* "$ROOT"/freqdet/csrc/* \
     | sha256sum | cut -c1-16
 }
 
@@ -44,6 +45,22 @@ ensure_turbojpeg() {
     log "WARNING: libturbojpeg.so.0 not found and not root. Install it (Debian/Ubuntu:" \
         "sudo apt-get install libturbojpeg0; elsewhere libjpeg-turbo >= 2.0) and re-run;" \
         "until then freqdet decodes JPEGs with Pillow (slower)."
+  fi
+}
+
+ensure_jpeg_headers() {
+  # For freqdet._jpeg, the compressed-domain path's coefficient reader; optional.
+  [ -f /usr/include/jpeglib.h ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing libjpeg's headers (Debian package libjpeg-dev) for the JPEG coefficient reader"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends libjpeg-dev >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && apt-get install -y -qq --no-install-recommends libjpeg-dev >/dev/null 2>&1; } \
+      || log "WARNING: apt-get could not install libjpeg-dev; INPUT.DCT.SOURCE 'jpeg' will be unavailable"
+  else
+    log "WARNING: libjpeg's headers (jpeglib.h) are missing and we are not root: INPUT.DCT.SOURCE" \
+        "'jpeg' will be unavailable until you install them (Debian/Ubuntu: libjpeg-dev) and re-run"
   fi
 }
 
@@ -99,6 +116,7 @@ main() {
     return 0
   fi
   ensure_turbojpeg
+  ensure_jpeg_headers
   ensure_venv
   route=$(detectron2_route)
   write_pins "$route"
@@ -130,6 +148,7 @@ main() {
     summary="Detectron2 route: existing installation ($d2)"
   fi
   has_turbojpeg_lib || summary="$summary; TurboJPEG library missing, JPEGs decode with Pillow"
+  "$PY" -c 'import freqdet._jpeg' 2>/dev/null || summary="$summary; JPEG coefficient reader not built"
   printf '%s\n%s\n' "$fp" "$summary" >"$STAMP"
   log "done: $summary"
 }

@@ -42,16 +42,17 @@ def evenly_spaced(items: List, n: int) -> List:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
-def compute_dct_stats(dataset_dicts: List[Dict], mapper, num_images: int = 0, desc: str = "DCT statistics") -> Dict:
+def compute_dct_stats(dataset_dicts: List[Dict], coefficients, num_images: int = 0, desc: str = "DCT statistics") -> Dict:
     """Mean and std of all 192 channels over ``num_images`` images (0: all) of a dataset.
 
-    ``mapper`` maps a dataset dict to one with ``"dct"`` holding all 192 channels
-    (a :class:`freqdet.DCTDatasetMapper` in inference mode, so images are resized as at test time).
+    ``coefficients`` maps a dataset dict to its (192, h, w) coefficients, e.g. a
+    :class:`freqdet.DCTDatasetMapper` in inference mode (images resized as at test time)
+    followed by :func:`freqdet.data.mapper.mapped_coefficients`.
     """
     chosen = evenly_spaced(dataset_dicts, num_images)
     stats = RunningStats(NUM_CHANNELS)
     for d in tqdm(chosen, desc=desc, unit="img", mininterval=2.0):
-        coeffs = mapper(d)["dct"]
+        coeffs = coefficients(d)
         if coeffs.shape[0] != NUM_CHANNELS:
             raise ValueError(f"the mapper must ship all {NUM_CHANNELS} channels, got {coeffs.shape[0]}")
         stats.update(coeffs.numpy() if isinstance(coeffs, torch.Tensor) else coeffs)

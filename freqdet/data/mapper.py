@@ -11,10 +11,11 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from PIL import Image
 
-from ..config import dct_selection, transform_on, wire_dtype
+from ..compressed import check_available, grid_coefficients, read_jpeg_coefficients
+from ..config import dct_selection, dct_source, transform_on, wire_dtype
 from ..dct import resolve_channels
 from ..dct.stencil import stencil_dct
-from ..dct.wire import quantize
+from ..dct.wire import from_wire, quantize
 from ..image_io import read_image
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,15 @@ def encode_dct(
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
     coeffs = stencil_dct(pixels, selection, image_format, resize=resize, hflip=hflip, vflip=vflip)[0]
     return quantize(coeffs, dtype, selection)
+
+
+def mapped_coefficients(x, channels: Sequence[int]) -> torch.Tensor:
+    """Float32 (C, ceil(H/4), ceil(W/4)) coefficients of a mapped input that carries them
+    (``"dct"``, or the file-grid ``"dct_luma"`` / ``"dct_chroma"`` of the compressed path),
+    on the device its tensors are on."""
+    if "dct_luma" in x:
+        return grid_coefficients(x["dct_luma"], x["dct_chroma"], x["image_size"])
+    return from_wire(x["dct"], channels)
 
 
 def _absorbable(transforms: List[T.Transform]):
@@ -94,6 +104,7 @@ class DCTDatasetMapper(DatasetMapper):
         wire_dtype: str = "int16",
         transform_on: str = "cpu",
         fuse_resize: bool = True,
+        source: str = "pixels",
         **kwargs,
     ):
         """
@@ -102,6 +113,7 @@ class DCTDatasetMapper(DatasetMapper):
             wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
             fuse_resize: let the frequency transform absorb resizes and flips.
+            source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.compressed`).
             kwargs: the arguments of Detectron2's ``DatasetMapper``.
         """
         super().__init__(is_train, **kwargs)
@@ -110,8 +122,19 @@ class DCTDatasetMapper(DatasetMapper):
         self.channels = resolve_channels(list(channels))
         self.wire_dtype = wire_dtype
         self.transform_on = transform_on
-        self.fuse = fuse_resize and all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
+        geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
+        self.fuse = fuse_resize and geometric
+        self.source = source
+        if source == "jpeg":
+            check_available()
+            if not geometric:
+                raise ValueError(
+                    "INPUT.DCT.SOURCE 'jpeg' takes only resize and flip augmentations, got "
+                    f"{self.augmentations}; use SOURCE 'pixels' for the others"
+                )
         shipped = f"as {wire_dtype}" if transform_on == "cpu" else "as pixels, transformed on the device"
+        if source == "jpeg":
+            shipped = "from the JPEG files' own coefficients, on their grids"
         fused = ", resizes and flips absorbed by the transform" if self.fuse else ""
         logger.info(f"[DCTDatasetMapper] {len(self.channels)} DCT channels shipped {shipped}{fused}")
 
@@ -122,6 +145,7 @@ class DCTDatasetMapper(DatasetMapper):
         ret["wire_dtype"] = wire_dtype(cfg)
         ret["transform_on"] = transform_on(cfg)
         ret["fuse_resize"] = cfg.INPUT.DCT.FUSE_RESIZE
+        ret["source"] = dct_source(cfg)
         return ret
 
     def _geometry(self, image: np.ndarray) -> List[T.Transform]:
@@ -134,8 +158,26 @@ class DCTDatasetMapper(DatasetMapper):
                 shape = (tfm.new_h, tfm.new_w) + tuple(shape[2:])
         return transforms
 
+    def _map_jpeg(self, dataset_dict):
+        """The compressed-domain path: the file's coefficients, geometry applied on its block grids."""
+        coefficients = read_jpeg_coefficients(dataset_dict["file_name"])
+        shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
+        utils.check_image_size(dataset_dict, shape)
+        transforms = self._geometry(shape)
+        plan = _absorbable(transforms)
+        if plan is None:
+            raise ValueError(f"INPUT.DCT.SOURCE 'jpeg' cannot apply the transforms {transforms}")
+        resize, hflip, vflip = plan
+        luma, chroma = coefficients.flipped(hflip, vflip).select(self.channels)
+        dataset_dict["dct_luma"], dataset_dict["dct_chroma"] = luma, chroma
+        dataset_dict["image_size"] = tuple(resize or shape.shape[:2])
+        return T.TransformList(transforms), dataset_dict["image_size"]
+
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
+        if self.source == "jpeg":
+            transforms, image_shape = self._map_jpeg(dataset_dict)
+            return self._finish(dataset_dict, transforms, image_shape)
         image = read_image(dataset_dict["file_name"], format=self.image_format)
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
@@ -162,7 +204,10 @@ class DCTDatasetMapper(DatasetMapper):
             if plan is not None:
                 dataset_dict.update(resize=resize, hflip=hflip, vflip=vflip)
         dataset_dict["image_size"] = image_shape
+        return self._finish(dataset_dict, transforms, image_shape)
 
+    def _finish(self, dataset_dict, transforms, image_shape):
+        """Proposals and annotations, exactly as Detectron2's DatasetMapper handles them."""
         if self.proposal_topk is not None:
             utils.transform_proposals(dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk)
         if not self.is_train:

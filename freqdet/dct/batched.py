@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, YCBCR_TO_RGB, check_format
-from .pipeline import CHROMA_UPSCALE, LUMA_UPSCALE
+from .pipeline import LUMA_UPSCALE, cell_size
 from .transform import BLOCK, DCT_MATRIX, LEVEL_SHIFT
 
 
@@ -79,12 +79,15 @@ def upscaled_dct(
     channels: Union[int, Sequence[int]],
     input_format: str = "BGR",
     pattern: str = "square",
+    luma_upscale: int = LUMA_UPSCALE,
 ) -> torch.Tensor:
     """The paper's detection pipeline on a batch: (N, 3, H, W) -> (N, C, ceil(H/4), ceil(W/4)).
 
     Same definition as :func:`freqdet.dct.upscaled_dct` (bilinear upscaling with
-    half-pixel centres, 4:2:0 by 2x2 averaging), computed on the images' device.
+    half-pixel centres, 4:2:0 by 2x2 averaging; ``luma_upscale=1`` for classification),
+    computed on the images' device.
     """
+    cell_size(luma_upscale)
     selection = resolve_channels(channels, pattern)
     ycbcr = rgb_to_ycbcr(images, input_format)
     out = []
@@ -92,10 +95,10 @@ def upscaled_dct(
         if not ks:
             continue
         plane = ycbcr[:, component : component + 1]
-        if component == 0:
-            plane = F.interpolate(plane, scale_factor=LUMA_UPSCALE, mode="bilinear", align_corners=False)
-        else:
-            plane = F.interpolate(plane, scale_factor=CHROMA_UPSCALE, mode="bilinear", align_corners=False)
+        factor = luma_upscale if component == 0 else 2 * luma_upscale
+        if factor > 1:
+            plane = F.interpolate(plane, scale_factor=factor, mode="bilinear", align_corners=False)
+        if component > 0:
             plane = F.avg_pool2d(plane, 2)
         out.append(block_dct(plane[:, 0])[:, ks])
     return torch.cat(out, dim=1)

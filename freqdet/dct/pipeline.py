@@ -18,9 +18,15 @@ from .channels import COMPONENTS, NUM_CHANNELS, PER_COMPONENT, resolve_channels,
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .transform import block_dct, block_idct
 
-LUMA_UPSCALE = 2
-CHROMA_UPSCALE = 4
-CELL = 4  # pixels of the input image per DCT cell, i.e. the stride of res2
+LUMA_UPSCALE = 2  # the detection pipeline; the classification pipeline takes Y as it is (1)
+CELL = 8 // LUMA_UPSCALE  # pixels of the input image per DCT cell, i.e. the stride of res2
+
+
+def cell_size(luma_upscale: int = LUMA_UPSCALE) -> int:
+    """Pixels per DCT cell: 4 for the detection pipeline (Y at 2x), 8 for classification (Y at 1x)."""
+    if luma_upscale not in (1, 2):
+        raise ValueError(f"luma_upscale must be 1 (classification) or 2 (detection), got {luma_upscale}")
+    return 8 // luma_upscale
 
 
 def upsample_bilinear(plane: np.ndarray, factor: int) -> np.ndarray:
@@ -46,13 +52,20 @@ def subsample_420(plane: np.ndarray) -> np.ndarray:
 
 
 def upscaled_dct(
-    image, channels: Union[int, Sequence[int]], input_format: str = "BGR", pattern: str = "square"
+    image,
+    channels: Union[int, Sequence[int]],
+    input_format: str = "BGR",
+    pattern: str = "square",
+    luma_upscale: int = LUMA_UPSCALE,
 ) -> np.ndarray:
     """DCT channels of an (H, W, 3) uint8/float image as float32 ``(C, ceil(H/4), ceil(W/4))``.
 
     ``channels`` is a channel count (taken with ``pattern``) or a list of global indices
     (see :mod:`freqdet.dct.channels`); output channels follow the sorted selection.
+    ``luma_upscale=1`` gives the paper's classification input instead: Y at the image's
+    size and Cb/Cr upscaled 2x then 4:2:0, on a grid of ceil(H/8) x ceil(W/8) cells.
     """
+    cell_size(luma_upscale)
     selection = resolve_channels(channels, pattern)
     ycbcr = rgb_to_ycbcr(image, input_format)
     wanted = split_by_component(selection)
@@ -62,9 +75,9 @@ def upscaled_dct(
             continue
         plane = ycbcr[..., component]
         if component == 0:
-            plane = upsample_bilinear(plane, LUMA_UPSCALE)
+            plane = upsample_bilinear(plane, luma_upscale)
         else:
-            plane = subsample_420(upsample_bilinear(plane, CHROMA_UPSCALE))
+            plane = subsample_420(upsample_bilinear(plane, 2 * luma_upscale))
         planes.append(block_dct(plane)[..., ks])
     return np.concatenate(planes, axis=-1).transpose(2, 0, 1).copy()
 

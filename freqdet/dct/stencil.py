@@ -9,7 +9,8 @@ window of image rows (columns), and coefficient (u, v) of cell (i, j) is
 
     sum_{r, c} Wrow[u, i, r] * Wcol[v, j, c] * P[index_row[i, r], index_col[j, c]]
 
-with P the level-shifted Y, Cb or Cr plane. :func:`stencil_dct` applies it with a row
+with P the level-shifted Y, Cb or Cr plane (cells of 4 pixels for detection, 8 for the
+classification input, ``luma_upscale=1``). :func:`stencil_dct` applies it with a row
 pass (one product per distinct u) and a column pass (one per kept (u, v)): only the
 kept channels are computed, no upscaled or resized image is ever built, and a resize
 costs nothing more. Both passes are sparse matrix products (each operator row has a
@@ -31,29 +32,35 @@ import torch.nn.functional as F
 
 from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
-from .pipeline import CELL, CHROMA_UPSCALE, LUMA_UPSCALE, upsample_bilinear
+from .pipeline import LUMA_UPSCALE, cell_size, upsample_bilinear
 from .transform import DCT_MATRIX, LEVEL_SHIFT
 
-TAPS = 6  # pixels along an axis that one cell's 8 upscaled samples depend on
+def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
+    """Pixels along an axis that one cell's 8 upscaled samples depend on: the cell and one each side."""
+    return cell_size(luma_upscale) + 2
 
 
-@lru_cache(maxsize=None)
-def stencil_kernels(chroma: bool) -> np.ndarray:
-    """K (8 x 6, float64): row u weighs pixels 4i-1 .. 4i+4 into frequency u of cell i.
+def _plane_rows(n_out: int, chroma: bool, luma_upscale: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel taps of the rows the block DCT reads, per cell: indices and weights (cells, 8, taps).
 
-    K = D @ U with D the 8-point DCT matrix and U the 8 x 6 resampling of the reference,
-    measured by running the reference's own upsampling on unit impulses.
+    Row r of the plane is the reference's resampling (bilinear, half-pixel centres,
+    clamped: :func:`freqdet.dct.upsample_bilinear`) by ``luma_upscale`` for Y, by twice
+    that then the mean of row pairs for Cb/Cr; rows past the plane repeat its last row,
+    as JPEG pads a partial block.
     """
-    n = 3  # enough cells that the middle one sees no border
-    upsample = np.zeros((8, TAPS))
-    for a in range(TAPS):
-        impulse = np.zeros(CELL * n)
-        impulse[CELL * (n // 2) - 1 + a] = 1.0
-        column = upsample_bilinear(impulse[:, None], CHROMA_UPSCALE if chroma else LUMA_UPSCALE)[:, 0]
-        if chroma:
-            column = column.reshape(-1, 2).mean(axis=1)
-        upsample[:, a] = column[8 * (n // 2) : 8 * (n // 2) + 8]
-    return DCT_MATRIX @ upsample
+    cells = -(-n_out // cell_size(luma_upscale))
+    rows = np.minimum(np.arange(8 * cells), n_out * luma_upscale - 1)
+    if chroma:
+        upsampled, factor, share = np.stack([2 * rows, 2 * rows + 1], axis=1), 2 * luma_upscale, 0.5
+    else:
+        upsampled, factor, share = rows[:, None], luma_upscale, 1.0
+    src = np.clip((upsampled + 0.5) / factor - 0.5, 0, n_out - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_out - 1)
+    frac = src - lo
+    index = np.concatenate([lo, hi], axis=1)
+    weights = np.concatenate([(1 - frac) * share, frac * share], axis=1)
+    return index.reshape(cells, 8, -1), weights.reshape(cells, 8, -1)
 
 
 def pil_bilinear_weights(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -85,7 +92,9 @@ class AxisOperator(NamedTuple):
 
 
 @lru_cache(maxsize=4096)
-def axis_operator(n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bool = False) -> AxisOperator:
+def axis_operator(
+    n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bool = False, luma_upscale: int = LUMA_UPSCALE
+) -> AxisOperator:
     """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), optional
     flip of the resized axis, then the upscaling, padding and DCT of the paper's pipeline."""
     n_out = n_in if n_out is None else n_out
@@ -95,19 +104,41 @@ def axis_operator(n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bo
         start, resize = pil_bilinear_weights(n_in, n_out)
     if flip:
         start, resize = start[::-1], resize[::-1]
-    cells = -(-n_out // CELL)
-    # Pixels of the resized axis each cell reads (edge-clamped), then their input windows.
-    pixels = np.clip(CELL * np.arange(cells)[:, None] - 1 + np.arange(TAPS)[None, :], 0, n_out - 1)
-    src = start[pixels][..., None] + np.arange(resize.shape[1])  # (cells, 6, k)
-    base = src.min(axis=(1, 2))
-    offset = src - base[:, None, None]
+    # Resized pixels each block row reads, then the input pixels each of those reads.
+    pixels, pixel_weights = _plane_rows(n_out, chroma, luma_upscale)  # (cells, 8, m)
+    src = start[pixels][..., None] + np.arange(resize.shape[1])  # (cells, 8, m, k)
+    weight = pixel_weights[..., None] * resize[pixels]
+    base = src.min(axis=(1, 2, 3))
+    offset = src - base[:, None, None, None]
     window = int(offset.max()) + 1
-    onehot = np.arange(window) == offset[..., None]  # (cells, 6, k, window)
-    per_tap = np.einsum("iak,iakw->iaw", resize[pixels], onehot)  # (cells, 6, window)
-    weights = np.einsum("ua,iaw->uiw", stencil_kernels(chroma), per_tap)
+    onehot = np.arange(window) == offset[..., None]  # (cells, 8, m, k, window)
+    per_row = np.einsum("iymk,iymkw->iyw", weight, onehot)  # (cells, 8, window)
+    weights = np.einsum("uy,iyw->uiw", DCT_MATRIX, per_row)
     index = base[:, None] + np.arange(window)[None, :]
     weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
     return AxisOperator(np.minimum(index, n_in - 1), weights)
+
+
+@lru_cache(maxsize=None)
+def stencil_kernels(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
+    """K (8 x taps, float64): an interior cell's operator. Row u weighs pixels c*i-1 .. c*i+c
+    (c pixels a cell: 4 for detection, 8 for classification) into frequency u of cell i."""
+    cell = cell_size(luma_upscale)
+    op = axis_operator(3 * cell, chroma, luma_upscale=luma_upscale)  # cell 1 touches no border
+    kernel = np.zeros((8, taps(luma_upscale)))
+    kernel[:, op.index[1] - (cell - 1)] = op.weights[:, 1]
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def axis_bounds(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
+    """For each frequency u, the largest sum of |weights| of any cell of any axis (8 values).
+
+    128 * bound[u] * bound[v] bounds |coefficient (u, v)| for 8-bit images, edge cells,
+    block padding and resizes included (Pillow's bilinear weights are positive and sum to one).
+    """
+    return np.max([np.abs(axis_operator(n, chroma, luma_upscale=luma_upscale).weights).sum(axis=2).max(axis=1)
+                   for n in range(1, 8 * cell_size(luma_upscale) + 1)], axis=0)
 
 
 def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
@@ -123,9 +154,11 @@ def _color_planes(images: torch.Tensor, components: Sequence[int], input_format:
 
 
 @lru_cache(maxsize=2048)
-def operator_matrix(n_in: int, chroma: bool, n_out: int, flip: bool, freqs: Tuple[int, ...]) -> torch.Tensor:
+def operator_matrix(
+    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...]
+) -> torch.Tensor:
     """:func:`axis_operator` for some frequencies as a sparse CSR matrix (len(freqs) * cells, n_in), float32."""
-    op = axis_operator(n_in, chroma, n_out, flip)
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
     # Clamping repeats the last index at the far edge; keep each column once per row.
     keep = np.ones(op.index.shape, dtype=bool)
     keep[:, 1:] = op.index[:, 1:] != op.index[:, :-1]
@@ -169,13 +202,15 @@ def stencil_dct(
     resize: Optional[Tuple[int, int]] = None,
     hflip: bool = False,
     vflip: bool = False,
+    luma_upscale: int = LUMA_UPSCALE,
 ) -> torch.Tensor:
     """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) float32.
 
     The paper's upscaled DCT (same definition and channel order as
-    :func:`freqdet.dct.upscaled_dct`) of the images after an optional resize to
-    ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the result,
-    computing only the selected channels.
+    :func:`freqdet.dct.upscaled_dct`, ``luma_upscale`` included: 1 gives the
+    classification input on ceil(h/8) x ceil(w/8) cells) of the images after an optional
+    resize to ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the
+    result, computing only the selected channels.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
@@ -184,12 +219,13 @@ def stencil_dct(
     height, width = images.shape[-2:]
     out_h, out_w = resize if resize is not None else (height, width)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
-    out = planes.new_empty((images.shape[0], len(selection), -(-int(out_h) // CELL), -(-int(out_w) // CELL)))
+    cell = cell_size(luma_upscale)
+    out = planes.new_empty((images.shape[0], len(selection), -(-int(out_h) // cell), -(-int(out_w) // cell)))
     first = 0
     for index, (component, ks) in enumerate(wanted):
         chroma = component > 0
-        rows = (int(height), chroma, int(out_h), bool(vflip))
-        cols = (int(width), chroma, int(out_w), bool(hflip))
+        rows = (int(height), chroma, int(out_h), bool(vflip), luma_upscale)
+        cols = (int(width), chroma, int(out_w), bool(hflip), luma_upscale)
         _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)])
         first += len(ks)
     return out

@@ -7,7 +7,8 @@ in a compact dtype and become float32 on the device:
   an 8-bit image fits: |coefficient| <= 1024);
 - ``"int8"``: divided by a fixed per-channel step and rounded to -127..127. The step is the
   channel's largest possible magnitude over 127 (so nothing ever clips), computed from the
-  transform itself; for the DC channels it is about 8, one grey level of a cell's mean.
+  transform's operators (:func:`freqdet.dct.stencil.axis_bounds`, edge cells included);
+  for the DC channels it is about 8, one grey level of a cell's mean.
   Half the bytes of int16, like a JPEG quantization table chosen for the network;
 - ``"float32"``: the exact values, twice the bytes of int16.
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from .channels import PER_COMPONENT
-from .stencil import stencil_kernels
+from .stencil import axis_bounds
 
 WIRE_DTYPES = {"int16": np.int16, "int8": np.int8, "float32": np.float32}
 _INT8_MAX = 127
@@ -31,10 +32,9 @@ def _int8_steps(selection: Tuple[int, ...]) -> np.ndarray:
     steps = []
     for index in selection:
         component, k = divmod(index, PER_COMPONENT)
-        kernel = stencil_kernels(component > 0)
-        # Level-shifted samples lie in [-128, 127]; the stencil is linear.
-        bound = 128.0 * np.abs(kernel[k // 8]).sum() * np.abs(kernel[k % 8]).sum()
-        steps.append(bound / _INT8_MAX)
+        bounds = axis_bounds(component > 0)
+        # Level-shifted samples lie in [-128, 127]; the transform is linear and separable.
+        steps.append(128.0 * bounds[k // 8] * bounds[k % 8] / _INT8_MAX)
     return np.array(steps)
 
 

@@ -12,22 +12,31 @@ from detectron2.modeling.backbone import FPN, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, DeformBottleneckBlock
 
+from torch import nn
+
 from ..config import dct_selection
 from ..dct import CELL
+from .gate import build_gate
 
 
 class DCTStem(CNNBlockBase):
-    """The stem of a frequency-domain ResNet: the identity on C channels at a stride of 4 pixels.
+    """The stem of a frequency-domain ResNet: C channels in and out at a stride of 4 pixels.
 
-    It has no parameters; it exists so that Detectron2's ``ResNet`` sees the stride and
-    channel count of its input.
+    Without a gate it is the identity and exists so that Detectron2's ``ResNet`` sees the
+    stride and channel count of its input; with one (``cfg.MODEL.DCT.GATE``) it switches
+    channels on and off (:mod:`freqdet.modeling.gate`).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, gate: nn.Module = None):
         super().__init__(channels, channels, CELL)
+        self.gate = gate
 
     def forward(self, x):
-        return x
+        return x if self.gate is None else self.gate(x)
+
+    def freeze(self):
+        """``FREEZE_AT`` leaves the gate trainable: freezing it would fix the selection at its start."""
+        return self
 
 
 def build_resnet_dct(cfg, channels: int) -> ResNet:
@@ -82,7 +91,8 @@ def build_resnet_dct(cfg, channels: int) -> ResNet:
                 )
         stages.append(ResNet.make_stage(**kwargs))
         in_channels, out_channels, bottleneck_channels = out_channels, out_channels * 2, bottleneck_channels * 2
-    return ResNet(DCTStem(channels), stages, out_features=r.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+    stem = DCTStem(channels, build_gate(cfg, channels))
+    return ResNet(stem, stages, out_features=r.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
 
 
 @BACKBONE_REGISTRY.register()

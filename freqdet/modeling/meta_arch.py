@@ -9,9 +9,12 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
 from ..config import dct_selection, dct_stats_from_config, wire_dtype
+from ..data.mapper import mapped_coefficients
 from ..dct import CELL, resolve_channels, upscaled_idct
 from ..dct.stencil import stencil_dct
 from ..dct.wire import from_wire, quantize
+from .backbone import DCTStem
+from .gate import gate_losses_and_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         dct_mean: Sequence[float],
         dct_std: Sequence[float],
         wire_dtype: str = "int16",
+        gate_weight: float = 0.0,
         **kwargs,
     ):
         """
@@ -47,10 +51,14 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
             channels: the global DCT channel indices the backbone takes.
             dct_mean, dct_std: per-channel normalization of those channels.
             wire_dtype: how coefficients computed on the device from ``"image"`` are rounded.
+            gate_weight: lambda, the weight of ``loss_gate`` when the backbone has a channel gate.
             kwargs: the arguments of Detectron2's ``GeneralizedRCNN``.
         """
         super().__init__(**kwargs)
         self.wire_dtype = wire_dtype
+        self.gate_weight = gate_weight
+        stems = [m for m in self.backbone.modules() if isinstance(m, DCTStem)]
+        self.gate = stems[0].gate if stems else None
         self.channels = resolve_channels(list(channels))
         n = len(self.channels)
         if len(dct_mean) != n or len(dct_std) != n:
@@ -72,14 +80,26 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
             )
             stats = (np.zeros(len(selection)), np.ones(len(selection)))
         ret.update(
-            channels=selection, dct_mean=stats[0].tolist(), dct_std=stats[1].tolist(), wire_dtype=wire_dtype(cfg)
+            channels=selection,
+            dct_mean=stats[0].tolist(),
+            dct_std=stats[1].tolist(),
+            wire_dtype=wire_dtype(cfg),
+            gate_weight=cfg.MODEL.DCT.GATE.LAMBDA,
         )
         return ret
 
+    def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
+        """Detectron2's forward; in training with a channel gate, also ``loss_gate`` and gate metrics."""
+        outputs = super().forward(batched_inputs)
+        if self.training and self.gate is not None:
+            outputs.update(gate_losses_and_metrics(self.gate, self.channels, self.gate_weight))
+        return outputs
+
     def coefficients(self, x: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The float32 DCT channels of one input, on the model's device."""
-        if "dct" in x:
-            return from_wire(x["dct"].to(self.device), self.channels)
+        if "dct" in x or "dct_luma" in x:
+            on_device = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in x.items()}
+            return mapped_coefficients(on_device, self.channels)
         if "image" in x:
             pixels = x["image"].to(self.device)[None]
             geometry = dict(resize=x.get("resize"), hflip=x.get("hflip", False), vflip=x.get("vflip", False))
