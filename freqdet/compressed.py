@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .dct import CELL, PER_COMPONENT, split_by_component
-from .image_io import ImageDecodeError, _exif_orientation
+from .image_io import MAX_IMAGE_PIXELS, ImageDecodeError, _exif_orientation, check_size, open_header
 
 _GRAYSCALE, _YCBCR = 1, 3  # libjpeg's J_COLOR_SPACE values
 _ODD = np.arange(8) % 2 == 1
@@ -95,7 +95,7 @@ class JpegCoefficients(NamedTuple):
         return luma, chroma
 
 
-def read_jpeg_coefficients(path) -> JpegCoefficients:
+def read_jpeg_coefficients(path, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> JpegCoefficients:
     """Read and dequantize a JPEG's coefficients, EXIF orientation applied.
 
     Raises :class:`freqdet.ImageDecodeError` for files that are not readable baseline or
@@ -108,6 +108,8 @@ def read_jpeg_coefficients(path) -> JpegCoefficients:
         raise ImageDecodeError(path, f"cannot read the file ({e.strerror or e})") from e
     if not data.startswith(b"\xff\xd8"):
         raise ImageDecodeError(path, "not a JPEG file; the compressed-domain path reads JPEGs only")
+    header = open_header(data, path)
+    check_size(path, *header.size, max_pixels)
     try:
         width, height, color_space, components = _reader().read_coefficients(data)
     except ValueError as e:
@@ -119,11 +121,7 @@ def read_jpeg_coefficients(path) -> JpegCoefficients:
         quantized = np.frombuffer(coefficients, dtype=np.int16).reshape(rows, cols, PER_COMPONENT)
         steps = np.frombuffer(quantization, dtype=np.uint16).astype(np.int32)
         planes.append(np.clip(quantized * steps, -32768, 32767).astype(np.int16))
-    try:
-        orientation = _exif_orientation(Image.open(io.BytesIO(data)))
-    except (OSError, SyntaxError, ValueError):
-        orientation = None
-    return JpegCoefficients(height, width, tuple(planes)).oriented(orientation)
+    return JpegCoefficients(height, width, tuple(planes)).oriented(_exif_orientation(header))
 
 
 def grid_coefficients(luma: torch.Tensor, chroma: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:

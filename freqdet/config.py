@@ -60,6 +60,13 @@ def add_freqdet_config(cfg: CN) -> None:
     # pixels and resampled to the training grid on the device; see freqdet/compressed.py).
     # "jpeg" ships int16, takes only resize and flip augmentations, and runs on the CPU path.
     cfg.INPUT.DCT.SOURCE = "pixels"
+    # What a training run does with an image it cannot use (corrupt, truncated, not an
+    # image, larger than MAX_IMAGE_PIXELS, or not the size its annotation says): "raise"
+    # stops with the file and the reason; "skip" logs it once, counts it in EventStorage
+    # (data/skipped_images), lists it in OUTPUT_DIR/skipped_images.tsv and goes on with
+    # other images. Evaluation always raises.
+    cfg.INPUT.DCT.ON_BAD_IMAGE = "raise"
+    cfg.INPUT.DCT.MAX_IMAGE_PIXELS = 89_478_485
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of
     # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
@@ -106,6 +113,15 @@ def transform_on(cfg: CN) -> str:
     if place not in TRANSFORM_PLACES:
         raise ValueError(f"cfg.MODEL.DCT.TRANSFORM_ON is {place!r}; use one of {TRANSFORM_PLACES}")
     return place
+
+
+def on_bad_image(cfg: CN) -> str:
+    from .data.bad_images import POLICIES
+
+    policy = cfg.INPUT.DCT.ON_BAD_IMAGE
+    if policy not in POLICIES:
+        raise ValueError(f"cfg.INPUT.DCT.ON_BAD_IMAGE is {policy!r}; use one of {POLICIES}")
+    return policy
 
 
 def load_dct_stats(path: str, selection) -> Tuple[np.ndarray, np.ndarray]:

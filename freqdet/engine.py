@@ -11,15 +11,19 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import DefaultTrainer
+from detectron2.data.build import _train_loader_from_config
+from detectron2.data.common import DatasetFromList
+from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from .config import dct_selection, dct_source, dct_stats_from_config, transform_on, wire_dtype
+from .checkpoint import FreqdetCheckpointer
+from .config import dct_selection, dct_source, dct_stats_from_config, on_bad_image, transform_on, wire_dtype
 from .data import DCTDatasetMapper, prepare_demo
+from .data.bad_images import SkipBadImages, skipped_images
 from .data.mapper import mapped_coefficients
 from .data.dct_stats import compute_dct_stats, save_dct_stats
-from .data.demo import SPLITS as DEMO_SPLITS
+from .demo_data import SPLITS as DEMO_SPLITS
 from .dct import NUM_CHANNELS
 from .modeling import DCTGeneralizedRCNN
 
@@ -96,6 +100,7 @@ def check_config(cfg) -> None:
         wire_dtype(cfg)
         transform_on(cfg)
         dct_source(cfg)
+        on_bad_image(cfg)
         dct_stats_from_config(cfg, selection)
 
 
@@ -139,12 +144,44 @@ def ensure_dct_stats(cfg):
     return cfg
 
 
+class SkippedImagesHook(HookBase):
+    """Puts the number of training images skipped so far (ON_BAD_IMAGE "skip") into EventStorage."""
+
+    def __init__(self, path: str, period: int = 20):
+        self.path, self.period, self.reported = path, period, 0
+
+    def after_step(self):
+        last = self.trainer.iter + 1 >= self.trainer.max_iter
+        if (self.trainer.iter + 1) % self.period == 0 or last:
+            count = len(skipped_images(self.path))
+            self.trainer.storage.put_scalar("data/skipped_images", count, smoothing_hint=False)
+            if last and count:
+                logger.warning(f"{count} bad training images were skipped; they are listed in {self.path}")
+
+
 class Trainer(DefaultTrainer):
-    """Detectron2's DefaultTrainer with freqdet's mappers and a COCO evaluator that runs without ``_C``."""
+    """Detectron2's DefaultTrainer with freqdet's mappers, crash-safe checkpoints that check the
+    channel selection, a count of skipped bad images, and a COCO evaluator that runs without ``_C``."""
+
+    def build_hooks(self):
+        old = self.checkpointer
+        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, **old.checkpointables)
+        hooks = super().build_hooks()
+        if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip":
+            hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, True))
+        mapper = build_mapper(cfg, True)
+        if cfg.INPUT.DCT.ON_BAD_IMAGE != "skip" or not isinstance(mapper, DCTDatasetMapper):
+            return build_detection_train_loader(cfg, mapper=mapper)
+        # Detectron2's own dataset, sampler and batching, with skipped images replaced by the
+        # next one in order (its MapDataset would retry at random, and fails on Python 3.11).
+        kwargs = _train_loader_from_config(cfg, mapper=mapper)
+        kwargs["dataset"] = SkipBadImages(DatasetFromList(kwargs["dataset"], copy=False), mapper)
+        kwargs["mapper"] = None
+        return build_detection_train_loader(**kwargs)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

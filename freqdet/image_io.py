@@ -16,14 +16,25 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 FORMATS = ("BGR", "RGB", "L")
+# Images with more pixels are refused before decoding (a "decompression bomb": a small file
+# that would expand to gigabytes). Pillow's own default limit; pass max_pixels to change it.
+MAX_IMAGE_PIXELS = 89_478_485
 _EXIF_ORIENTATION = 0x0112
 _JPEG_SOI = b"\xff\xd8"
 
 
 class ImageDecodeError(ValueError):
-    """An image file could not be read or decoded; ``path`` and ``reason`` say which and why."""
+    """An image file could not be read or decoded; ``path`` and ``reason`` say which and why.
 
-    def __init__(self, path, reason: str):
+    ``ImageDecodeError(message)`` with one argument rebuilds the error from its message, as
+    PyTorch's DataLoader does to re-raise a worker's exception in the main process.
+    """
+
+    def __init__(self, path, reason: Optional[str] = None):
+        if reason is None:
+            self.path, self.reason = None, None
+            super().__init__(str(path))
+            return
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot decode image {self.path!r}: {reason}")
@@ -103,7 +114,26 @@ def apply_orientation(array: np.ndarray, orientation: Optional[int]) -> np.ndarr
     return np.ascontiguousarray(a)
 
 
-def _decode_turbo(turbo, data: bytes, path, fmt: str) -> Optional[np.ndarray]:
+def open_header(data: bytes, path) -> Image.Image:
+    """Pillow's lazy open (header only); refusals as ImageDecodeError."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(path, f"too large, refused before decoding ({e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(path, f"not a readable image ({e})") from e
+
+
+def check_size(path, width: int, height: int, max_pixels: Optional[int]) -> None:
+    """Refuse images larger than ``max_pixels`` from their header, before any decoding."""
+    if max_pixels and width * height > max_pixels:
+        raise ImageDecodeError(
+            path, f"{width}x{height} pixels exceed the limit of {max_pixels} (a decompression bomb?); "
+            "raise max_pixels (cfg.INPUT.DCT.MAX_IMAGE_PIXELS) if such images are expected"
+        )
+
+
+def _decode_turbo(turbo, data: bytes, path, fmt: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     """Decode a JPEG with libjpeg-turbo; None for colour spaces it cannot convert (CMYK, YCCK)."""
     import turbojpeg as tj
 
@@ -111,7 +141,8 @@ def _decode_turbo(turbo, data: bytes, path, fmt: str) -> Optional[np.ndarray]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _, _, _, colorspace = turbo.decode_header(data)
+            width, height, _, colorspace = turbo.decode_header(data)
+            check_size(path, width, height, max_pixels)
             if colorspace in (tj.TJCS_CMYK, tj.TJCS_YCCK):
                 return None
             array = turbo.decode(data, pixel_format=pixel_format, flags=tj.TJFLAG_STOPONWARNING)
@@ -124,9 +155,10 @@ def _decode_turbo(turbo, data: bytes, path, fmt: str) -> Optional[np.ndarray]:
     return array
 
 
-def _decode_pillow(data: bytes, path, fmt: str) -> np.ndarray:
+def _decode_pillow(data: bytes, path, fmt: str, max_pixels: Optional[int]) -> np.ndarray:
+    image = open_header(data, path)
+    check_size(path, *image.size, max_pixels)
     try:
-        image = Image.open(io.BytesIO(data))
         image.load()
         orientation = _exif_orientation(image)
         image = image.convert(fmt if fmt == "L" else "RGB")
@@ -140,11 +172,14 @@ def _decode_pillow(data: bytes, path, fmt: str) -> np.ndarray:
     return apply_orientation(array, orientation)
 
 
-def read_image(path: Union[str, os.PathLike], format: str = "BGR") -> np.ndarray:
+def read_image(
+    path: Union[str, os.PathLike], format: str = "BGR", max_pixels: Optional[int] = MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """Read an image file as uint8 ``(H, W, 3)`` in ``"BGR"`` or ``"RGB"``, or ``(H, W, 1)`` for ``"L"``.
 
     Same result as Detectron2's ``read_image`` for these formats, EXIF orientation included.
-    Raises :class:`ImageDecodeError` for missing, empty, truncated, corrupt or non-image files.
+    Raises :class:`ImageDecodeError` for missing, empty, truncated, corrupt or non-image
+    files, and, before decoding, for images of more than ``max_pixels`` pixels (None: no limit).
     """
     if format not in FORMATS:
         raise ValueError(f"read_image format must be one of {FORMATS}, got {format!r}")
@@ -152,7 +187,7 @@ def read_image(path: Union[str, os.PathLike], format: str = "BGR") -> np.ndarray
     if data.startswith(_JPEG_SOI):
         turbo = turbojpeg_decoder()
         if turbo is not None:
-            array = _decode_turbo(turbo, data, path, format)
+            array = _decode_turbo(turbo, data, path, format, max_pixels)
             if array is not None:
                 try:
                     orientation = _exif_orientation(Image.open(io.BytesIO(data)))
@@ -168,4 +203,4 @@ def read_image(path: Union[str, os.PathLike], format: str = "BGR") -> np.ndarray
             f"freqdet: {os.fspath(path)!r} is not a JPEG; non-JPEG images are decoded with Pillow "
             "(this warning is shown once).",
         )
-    return _decode_pillow(data, path, format)
+    return _decode_pillow(data, path, format, max_pixels)

@@ -6,7 +6,7 @@ import pytest
 from pycocotools.coco import COCO
 from turbojpeg import TurboJPEG
 
-from freqdet.data import demo
+from freqdet import demo_data as demo
 
 
 @pytest.fixture(scope="module")

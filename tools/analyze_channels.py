@@ -17,7 +17,7 @@ import os
 import sys
 
 import numpy as np
-from detectron2.checkpoint import DetectionCheckpointer
+from freqdet.checkpoint import FreqdetCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     except DatasetNotFoundError as e:
         sys.exit(f"error: {e}")
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(args.weights)
+    FreqdetCheckpointer(model).load(args.weights)
     if model.gate is None:
         sys.exit(f"error: {args.config_file} has no channel gate (MODEL.DCT.GATE.NAME is empty)")
     dicts = evenly_spaced(DatasetCatalog.get(dataset), args.num_images)

@@ -50,13 +50,14 @@ ensure_turbojpeg() {
 
 ensure_jpeg_headers() {
   # For freqdet._jpeg, the compressed-domain path's coefficient reader; optional.
-  [ -f /usr/include/jpeglib.h ] && return 0
+  # jpegtran (libjpeg-turbo-progs) writes the restart-marker JPEGs of the bad-input tests.
+  [ -f /usr/include/jpeglib.h ] && command -v jpegtran >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing libjpeg's headers (Debian package libjpeg-dev) for the JPEG coefficient reader"
+    log "installing libjpeg's headers and tools (Debian libjpeg-dev, libjpeg-turbo-progs)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends libjpeg-dev >/dev/null 2>&1 \
+    apt-get install -y -qq --no-install-recommends libjpeg-dev libjpeg-turbo-progs >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null 2>&1 \
-           && apt-get install -y -qq --no-install-recommends libjpeg-dev >/dev/null 2>&1; } \
+           && apt-get install -y -qq --no-install-recommends libjpeg-dev libjpeg-turbo-progs >/dev/null 2>&1; } \
       || log "WARNING: apt-get could not install libjpeg-dev; INPUT.DCT.SOURCE 'jpeg' will be unavailable"
   else
     log "WARNING: libjpeg's headers (jpeglib.h) are missing and we are not root: INPUT.DCT.SOURCE" \

@@ -1,6 +1,7 @@
 """DCTDatasetMapper: Detectron2's DatasetMapper, shipping DCT channels instead of pixels."""
 import copy
 import logging
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -12,11 +13,12 @@ from detectron2.data import transforms as T
 from PIL import Image
 
 from ..compressed import check_available, grid_coefficients, read_jpeg_coefficients
-from ..config import dct_selection, dct_source, transform_on, wire_dtype
+from ..config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
 from ..dct import resolve_channels
 from ..dct.stencil import stencil_dct
 from ..dct.wire import from_wire, quantize
-from ..image_io import read_image
+from ..image_io import ImageDecodeError, read_image
+from .bad_images import BadImageLog
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class DCTDatasetMapper(DatasetMapper):
         transform_on: str = "cpu",
         fuse_resize: bool = True,
         source: str = "pixels",
+        max_pixels: int = None,
+        bad_image_log: str = None,
         **kwargs,
     ):
         """
@@ -114,6 +118,9 @@ class DCTDatasetMapper(DatasetMapper):
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
             fuse_resize: let the frequency transform absorb resizes and flips.
             source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.compressed`).
+            max_pixels: images with more pixels are refused before decoding (None: no limit).
+            bad_image_log: in training, a file to list unusable images in and skip them
+                (returning None, so Detectron2's dataset draws another one); None raises.
             kwargs: the arguments of Detectron2's ``DatasetMapper``.
         """
         super().__init__(is_train, **kwargs)
@@ -122,6 +129,8 @@ class DCTDatasetMapper(DatasetMapper):
         self.channels = resolve_channels(list(channels))
         self.wire_dtype = wire_dtype
         self.transform_on = transform_on
+        self.max_pixels = max_pixels
+        self.bad_images = BadImageLog(bad_image_log) if bad_image_log and is_train else None
         geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
         self.fuse = fuse_resize and geometric
         self.source = source
@@ -146,6 +155,9 @@ class DCTDatasetMapper(DatasetMapper):
         ret["transform_on"] = transform_on(cfg)
         ret["fuse_resize"] = cfg.INPUT.DCT.FUSE_RESIZE
         ret["source"] = dct_source(cfg)
+        ret["max_pixels"] = cfg.INPUT.DCT.MAX_IMAGE_PIXELS or None
+        if on_bad_image(cfg) == "skip" and is_train:
+            ret["bad_image_log"] = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv")
         return ret
 
     def _geometry(self, image: np.ndarray) -> List[T.Transform]:
@@ -160,7 +172,7 @@ class DCTDatasetMapper(DatasetMapper):
 
     def _map_jpeg(self, dataset_dict):
         """The compressed-domain path: the file's coefficients, geometry applied on its block grids."""
-        coefficients = read_jpeg_coefficients(dataset_dict["file_name"])
+        coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
         shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
         utils.check_image_size(dataset_dict, shape)
         transforms = self._geometry(shape)
@@ -174,11 +186,20 @@ class DCTDatasetMapper(DatasetMapper):
         return T.TransformList(transforms), dataset_dict["image_size"]
 
     def __call__(self, dataset_dict):
-        dataset_dict = copy.deepcopy(dataset_dict)
+        """The mapped dict; None for an unusable training image under the "skip" policy."""
+        try:
+            return self._map(copy.deepcopy(dataset_dict))
+        except (ImageDecodeError, utils.SizeMismatchError) as e:
+            if self.bad_images is None:
+                raise
+            self.bad_images.record(dataset_dict["file_name"], getattr(e, "reason", str(e)))
+            return None
+
+    def _map(self, dataset_dict):
         if self.source == "jpeg":
             transforms, image_shape = self._map_jpeg(dataset_dict)
             return self._finish(dataset_dict, transforms, image_shape)
-        image = read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
 

@@ -1,23 +1,14 @@
-"""Learned channel selection: gates that switch frequency channels on or off per image.
-
-The paper's gate (Fig. 4): squeeze every input channel to its mean, mix them with a 1x1
-convolution + BatchNorm + ReLU, and give each channel a pair of logits (off, on). In
-training the decision is a hard Gumbel-softmax sample with straight-through gradients
-(forward: exactly 0 or 1; backward: the softmax's gradient), at inference it is the
-larger logit, so the same image always gets the same channels. The input is multiplied
-by the decisions, and a loss weighted by lambda counts the channels switched on.
-Averaged over a dataset the decisions give the heat map of the paper's Fig. 5.
-"""
+"""Channel gates in the detector: a registry chosen by ``cfg.MODEL.DCT.GATE.NAME``, the
+paper's gate (:mod:`freqdet.channel_gate`) built from the config, and its loss and metrics."""
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import get_norm
 from detectron2.utils.events import get_event_storage
 from detectron2.utils.registry import Registry
 from torch import nn
 
+from ..channel_gate import ChannelGate
 from ..dct import COMPONENTS, PER_COMPONENT
 
 GATE_REGISTRY = Registry("DCT_GATE")
@@ -36,46 +27,17 @@ def build_gate(cfg, channels: int) -> Optional[nn.Module]:
 
 
 @GATE_REGISTRY.register()
-class GumbelChannelGate(nn.Module):
-    """The paper's gate: squeeze, 1x1 conv + norm + ReLU, per-channel (off, on) logits, Gumbel-softmax."""
+class GumbelChannelGate(ChannelGate):
+    """The paper's gate (:class:`freqdet.channel_gate.ChannelGate`), built from ``cfg.MODEL.DCT.GATE``."""
 
     @configurable
-    def __init__(self, channels: int, *, norm: str = "BN", tau: float = 1.0, init_off: float = 0.1, init_on: float = 2.0):
-        """
-        Args:
-            channels: input channels, each of which gets a switch.
-            norm: normalization after the mixing convolution (Detectron2's ``get_norm``
-                names; "BN" as the paper, which needs more than one image per device).
-            tau: Gumbel-softmax temperature.
-            init_off, init_on: initial biases of the off and on logits; the official
-                initialization starts every channel on.
-        """
-        super().__init__()
-        self.channels, self.tau = channels, tau
-        self.mix = nn.Conv2d(channels, channels, kernel_size=1, bias=not norm)
-        self.norm = get_norm(norm, channels) if norm else nn.Identity()
-        self.logits = nn.Conv2d(channels, 2 * channels, kernel_size=1, groups=channels)
-        nn.init.normal_(self.logits.weight, std=0.001)
-        with torch.no_grad():
-            self.logits.bias.copy_(torch.tensor([init_off, init_on]).repeat(channels))
-        self.last_decisions: Optional[torch.Tensor] = None
-        self.last_probabilities: Optional[torch.Tensor] = None
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(channels, **kwargs)
 
     @classmethod
     def from_config(cls, cfg, channels: int):
         gate = cfg.MODEL.DCT.GATE
         return {"channels": channels, "norm": gate.NORM, "tau": gate.TAU, "init_off": gate.INIT_OFF, "init_on": gate.INIT_ON}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeezed = F.adaptive_avg_pool2d(x, 1)
-        logits = self.logits(F.relu(self.norm(self.mix(squeezed)))).view(x.shape[0], self.channels, 2)
-        if self.training:
-            decisions = F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)[..., 1]
-        else:
-            decisions = (logits[..., 1] > logits[..., 0]).to(x.dtype)
-        self.last_decisions = decisions
-        self.last_probabilities = logits.softmax(dim=-1)[..., 1].detach()
-        return x * decisions[:, :, None, None]
 
 
 def gate_losses_and_metrics(gate: nn.Module, channels, weight: float) -> Dict[str, torch.Tensor]:
@@ -85,7 +47,7 @@ def gate_losses_and_metrics(gate: nn.Module, channels, weight: float) -> Dict[st
     into the current EventStorage, so they show in the log and in TensorBoard.
     """
     decisions = gate.last_decisions
-    on_per_image = decisions.sum(dim=1).mean()
+    on_per_image = gate.channels_on()
     storage = get_event_storage()
     storage.put_scalar("gate/channels_on", on_per_image.item())
     component = torch.as_tensor(channels, device=decisions.device) // PER_COMPONENT

@@ -63,7 +63,9 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         n = len(self.channels)
         if len(dct_mean) != n or len(dct_std) != n:
             raise ValueError(f"need {n} DCT means and stds, got {len(dct_mean)} and {len(dct_std)}")
-        # Persistent, unlike Detectron2's pixel_mean: the statistics travel with the weights.
+        # Persistent, unlike Detectron2's pixel_mean: the statistics and the channel selection
+        # travel with the weights (FreqdetCheckpointer checks the selection when loading).
+        self.register_buffer("dct_channels", torch.tensor(self.channels, dtype=torch.long))
         self.register_buffer("dct_mean", torch.tensor(dct_mean, dtype=torch.float32).view(-1, 1, 1))
         self.register_buffer("dct_std", torch.tensor(dct_std, dtype=torch.float32).view(-1, 1, 1))
 

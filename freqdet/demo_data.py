@@ -1,4 +1,7 @@
-"""The built-in demo dataset: real JPEG files of textured shapes, with COCO instance annotations.
+"""The built-in demo datasets: real JPEG files of textured shapes (detection: COCO instance
+annotations; classification: an ImageFolder, see :mod:`freqdet.classification.data`).
+
+Detectron2-free but for :func:`register_demo_datasets`, which imports it when called.
 
 Six categories: a disc, a square or a triangle, each filled with either a fine grating
 (period 3.5-5 pixels) or a coarse one (period 10-16 pixels), so telling them apart
@@ -101,6 +104,20 @@ def _polygon_area(points: List[Tuple[float, float]]) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
+def paint_shape(image: np.ndarray, outline, fill: np.ndarray) -> np.ndarray:
+    """``image`` with the polygon ``outline`` filled by ``fill`` (same shape as the image)."""
+    h, w = image.shape[:2]
+    mask_image = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask_image).polygon(outline, fill=255)
+    mask = np.asarray(mask_image, dtype=np.float64)[..., None] / 255
+    return image * (1 - mask) + fill * mask
+
+
+def textured_fill(rng: np.random.Generator, h: int, w: int, texture: str) -> np.ndarray:
+    """A grating of the texture's period range ("fine" or "coarse")."""
+    return _grating(rng, h, w, rng.uniform(*TEXTURES[texture]))
+
+
 def draw_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict]]:
     """One RGB uint8 image and its objects (category index, polygon)."""
     h, w = (int(v) for v in rng.integers(SIZE_RANGE[0], SIZE_RANGE[1] + 1, 2))
@@ -115,16 +132,13 @@ def draw_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict]]:
         taken.append(spot + (size,))
         shape = SHAPES[rng.integers(len(SHAPES))]
         outline = _outline(shape, spot[0], spot[1], size, rng.uniform(0, 2 * np.pi))
-        mask_image = Image.new("L", (w, h), 0)
-        ImageDraw.Draw(mask_image).polygon(outline, fill=255)
-        mask = np.asarray(mask_image, dtype=np.float64)[..., None] / 255
         if i < n_objects:
             texture = list(TEXTURES)[rng.integers(len(TEXTURES))]
-            fill = _grating(rng, h, w, rng.uniform(*TEXTURES[texture]))
+            fill = textured_fill(rng, h, w, texture)
             objects.append({"category": CLASSES.index(f"{shape}_{texture}"), "polygon": outline})
         else:
             fill = np.broadcast_to(rng.uniform(0, 255, 3), image.shape)
-        image = image * (1 - mask) + fill * mask
+        image = paint_shape(image, outline, fill)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), objects
 
 
