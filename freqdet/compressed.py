@@ -17,13 +17,11 @@ blocks and negate odd horizontal/vertical frequencies, EXIF orientations also tr
 (u, v); both are exact when the image size is a multiple of the block size, and off by
 the padding of the last block otherwise.
 """
-import io
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .dct import CELL, PER_COMPONENT, split_by_component
 from .image_io import MAX_IMAGE_PIXELS, ImageDecodeError, _exif_orientation, check_size, open_header

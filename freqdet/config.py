@@ -41,6 +41,8 @@ def add_freqdet_config(cfg: CN) -> None:
     cfg.MODEL.DCT.GATE.TAU = 1.0
     cfg.MODEL.DCT.GATE.INIT_OFF = 0.1
     cfg.MODEL.DCT.GATE.INIT_ON = 2.0
+    # The gate's learning rate is the solver's times this (short schedules need it larger).
+    cfg.MODEL.DCT.GATE.LR_FACTOR = 1.0
 
     # Where the frequency transform runs: "cpu" (in the data loader, which then ships
     # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
@@ -71,6 +73,17 @@ def add_freqdet_config(cfg: CN) -> None:
     # After training (and with --eval-only), tools/train_net.py draws this many images of
     # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
     cfg.TEST.VIS_IMAGES = 0
+
+
+def load_config(config_file: str, opts=()) -> CN:
+    """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_freqdet_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg
 
 
 def dct_selection(cfg: CN) -> Tuple[int, ...]:

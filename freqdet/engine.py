@@ -172,6 +172,25 @@ class Trainer(DefaultTrainer):
         return hooks
 
     @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's optimizer, the channel gate's parameters at ``MODEL.DCT.GATE.LR_FACTOR`` x the LR."""
+        optimizer = super().build_optimizer(cfg, model)
+        factor = cfg.MODEL.DCT.GATE.LR_FACTOR
+        gate = {id(p) for name, p in model.named_parameters() if ".stem.gate." in name}
+        if factor == 1.0 or not gate:
+            return optimizer
+        groups = []
+        for group in optimizer.param_groups:
+            for is_gate in (False, True):
+                params = [p for p in group["params"] if (id(p) in gate) == is_gate]
+                if params:
+                    groups.append(dict(group, params=params, lr=group["lr"] * (factor if is_gate else 1.0)))
+        optimizer.param_groups.clear()
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
+    @classmethod
     def build_train_loader(cls, cfg):
         mapper = build_mapper(cfg, True)
         if cfg.INPUT.DCT.ON_BAD_IMAGE != "skip" or not isinstance(mapper, DCTDatasetMapper):

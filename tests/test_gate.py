@@ -190,3 +190,15 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
         losses = static_model(batch(static, demo_dicts[:2]))
     assert static_model.backbone.bottom_up.res2[0].conv1.weight.shape[1] == 24
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_the_gate_can_learn_faster_than_the_rest():
+    from freqdet.engine import Trainer
+
+    cfg = gated_cfg("MODEL.DCT.GATE.LR_FACTOR", 10.0, "SOLVER.BASE_LR", 0.02)
+    model = build_model(cfg)
+    optimizer = Trainer.build_optimizer(cfg, model)
+    gate = {id(p) for p in model.gate.parameters()}
+    rates = {(id(p) in gate): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert rates == {True: pytest.approx(0.2), False: pytest.approx(0.02)}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))

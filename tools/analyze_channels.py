@@ -18,12 +18,12 @@ import sys
 
 import numpy as np
 from freqdet.checkpoint import FreqdetCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
-from freqdet import DCTDatasetMapper, add_freqdet_config
+from freqdet import DCTDatasetMapper
 from freqdet.channel_analysis import gate_statistics, top_k, write_selection_config
+from freqdet.config import load_config
 from freqdet.data.dct_stats import evenly_spaced
 from freqdet.engine import DatasetNotFoundError, check_datasets
 from freqdet.visualize import plot_selection_heatmap
@@ -46,10 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
 
-    cfg = get_cfg()
-    add_freqdet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     dataset = args.dataset or cfg.DATASETS.TRAIN[0]
     try:
@@ -82,6 +79,10 @@ def main(argv=None) -> int:
     run_dir = os.path.join(os.path.dirname(cfg.OUTPUT_DIR.rstrip("/")) or ".", f"top{args.top_k}_from_gate")
     write_selection_config(chosen, args.static_config or args.config_file, config_path, run_dir)
     print(f"{stats['channels_on_per_image']:.1f} channels on per image; top {args.top_k}: {chosen}")
+    if stats["channels_on_per_image"] < 1:
+        print("warning: at inference the gate switches (almost) every channel off: its decisions had not "
+              "settled (train longer, or raise MODEL.DCT.GATE.LR_FACTOR); the top-K above ranks channels by "
+              "their mean on-probability instead", file=sys.stderr)
     print(f"wrote {args.output}/heatmap.png, channels.json and {config_path}")
     return 0
 

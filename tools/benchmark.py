@@ -32,7 +32,6 @@ import time
 
 import numpy as np
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
@@ -41,6 +40,7 @@ from detectron2.utils.events import EventStorage
 import freqdet
 from freqdet import DCTDatasetMapper
 from freqdet.compressed import check_available
+from freqdet.config import load_config
 from freqdet.data.dct_stats import evenly_spaced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,9 +64,7 @@ def photos(num_demo: int):
 
 
 def base_cfg(config: str, device: str):
-    cfg = get_cfg()
-    freqdet.add_freqdet_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
+    cfg = load_config(os.path.join(ROOT, "configs", config))
     cfg.MODEL.DEVICE = device
     cfg.INPUT.MIN_SIZE_TRAIN = (800,)
     cfg.INPUT.MAX_SIZE_TRAIN = 1333

@@ -13,9 +13,7 @@ import argparse
 import json
 import sys
 
-from detectron2.config import get_cfg
-
-from freqdet import add_freqdet_config
+from freqdet.config import load_config
 from freqdet.data.dct_stats import save_dct_stats
 from freqdet.engine import DatasetNotFoundError, check_datasets, compute_config_stats
 
@@ -27,10 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="JSON file to write")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
-    cfg = get_cfg()
-    add_freqdet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     try:
         check_datasets(cfg, cfg.DATASETS.TRAIN)
     except DatasetNotFoundError as e:

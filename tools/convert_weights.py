@@ -45,17 +45,12 @@ def convert(checkpoint, source: str, target: str, channels: int = None):
 
 
 def check_against_config(state, config_file: str, opts):
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    from freqdet import add_freqdet_config
     from freqdet.classification.convert import detectron2_backbone_report
+    from freqdet.config import load_config
 
-    cfg = get_cfg()
-    add_freqdet_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
-    return detectron2_backbone_report(build_model(cfg), state)
+    return detectron2_backbone_report(build_model(load_config(config_file, ["MODEL.DEVICE", "cpu", *opts])), state)
 
 
 def main(argv=None) -> int:

@@ -12,22 +12,18 @@ import os
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
-from freqdet import add_freqdet_config
 from freqdet.checkpoint import FreqdetCheckpointer
+from freqdet.config import load_config as config_from_file
 from freqdet.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
 from freqdet.predictions import draw_predictions
 
 
 def load_config(args):
-    cfg = get_cfg()
-    add_freqdet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = config_from_file(args.config_file, args.opts)
     cfg.freeze()
     return cfg
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
-from .pipeline import LUMA_UPSCALE, cell_size, upsample_bilinear
+from .pipeline import LUMA_UPSCALE, cell_size
 from .transform import DCT_MATRIX, LEVEL_SHIFT
 
 def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
