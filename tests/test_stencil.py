@@ -33,6 +33,19 @@ def test_real_photo_batch_and_formats(photo_rgb):
             np.testing.assert_allclose(out[n].numpy(), expected, atol=2e-3, rtol=1e-5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [24, [3, 77, 130, 191]])
+def test_int16_output_is_the_rounded_reference(rng, device, channels):
+    image = rng.integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    expected = upscaled_dct(image, channels, "BGR")
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    out = stencil_dct(pixels, channels, "BGR", dtype=torch.int16)[0].cpu().numpy()
+    assert out.dtype == np.int16
+    assert np.abs(out - expected).max() <= 0.5 + 2e-3
+    clear = np.abs(np.abs(expected - np.floor(expected)) - 0.5) > 1e-2  # not a float-tolerance tie
+    np.testing.assert_array_equal(out[clear], np.rint(expected[clear]))
+
+
 def test_refuses_bad_shapes():
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         stencil_dct(torch.zeros(3, 8, 8), 24)

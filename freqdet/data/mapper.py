@@ -46,8 +46,10 @@ def encode_dct(
     """
     # One float copy in channel-first order, from any strides (flips, crops).
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-    coeffs = stencil_dct(pixels, selection, image_format, resize=resize, hflip=hflip, vflip=vflip)[0]
-    return quantize(coeffs, dtype, selection)
+    geometry = dict(resize=resize, hflip=hflip, vflip=vflip)
+    if dtype == "int16":  # rounded inside the transform: no float copy of the output
+        return stencil_dct(pixels, selection, image_format, dtype=torch.int16, **geometry)[0]
+    return quantize(stencil_dct(pixels, selection, image_format, **geometry)[0], dtype, selection)
 
 
 def mapped_coefficients(x, channels: Sequence[int]) -> torch.Tensor:

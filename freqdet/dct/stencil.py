@@ -177,7 +177,8 @@ def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out
 
     ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A row pass
     (sparse matrix times the plane) makes every needed u, a column pass every needed v of
-    those; the (u, v) pairs asked for are then copied out.
+    those; the (u, v) pairs asked for are then copied out. An integer ``out`` gets the
+    values rounded to nearest (half to even) before that copy, which converts them.
     """
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
     row_matrix = operator_matrix(*rows, tuple(us)).to(plane.device)
@@ -186,6 +187,8 @@ def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out
     complete = len(ks) == len(us) * len(vs)  # every (u, v) pair, in row-major order
     for n, image in enumerate(plane):
         both = col_matrix @ (row_matrix @ image).T  # (n_v * cells_w, n_u * cells_h)
+        if not out.dtype.is_floating_point:
+            both.round_()
         grid = both.view(len(vs), cells_w, len(us), cells_h).permute(2, 0, 3, 1)  # (u, v, h, w)
         if complete:
             out[n].view(len(us), len(vs), cells_h, cells_w).copy_(grid)
@@ -203,14 +206,16 @@ def stencil_dct(
     hflip: bool = False,
     vflip: bool = False,
     luma_upscale: int = LUMA_UPSCALE,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) float32.
+    """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) in ``dtype``.
 
     The paper's upscaled DCT (same definition and channel order as
     :func:`freqdet.dct.upscaled_dct`, ``luma_upscale`` included: 1 gives the
     classification input on ceil(h/8) x ceil(w/8) cells) of the images after an optional
     resize to ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the
-    result, computing only the selected channels.
+    result, computing only the selected channels. An integer ``dtype`` (torch.int16: the
+    int16 wire format) rounds to nearest within the same pass, saving a float copy.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
@@ -220,7 +225,8 @@ def stencil_dct(
     out_h, out_w = resize if resize is not None else (height, width)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
     cell = cell_size(luma_upscale)
-    out = planes.new_empty((images.shape[0], len(selection), -(-int(out_h) // cell), -(-int(out_w) // cell)))
+    out_shape = (images.shape[0], len(selection), -(-int(out_h) // cell), -(-int(out_w) // cell))
+    out = torch.empty(out_shape, dtype=dtype, device=planes.device)
     first = 0
     for index, (component, ks) in enumerate(wanted):
         chroma = component > 0
