@@ -21,7 +21,6 @@ from torchvision.datasets import ImageFolder
 
 from .. import demo_data
 from ..dct.stencil import stencil_dct
-from ..dct.wire import quantize
 from ..image_io import read_image
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -50,9 +49,8 @@ class DCTCropTransform:
         top, left, h, w = self.box(*image.shape[:2])
         region = np.ascontiguousarray(image[top : top + h, left : left + w].transpose(2, 0, 1), dtype=np.float32)
         hflip = self.train and bool(torch.rand(1) < 0.5)
-        coeffs = stencil_dct(torch.from_numpy(region)[None], self.channels, "RGB", resize=(self.crop, self.crop),
-                             hflip=hflip, luma_upscale=1)[0]
-        return quantize(coeffs, "int16", self.channels)
+        return stencil_dct(torch.from_numpy(region)[None], self.channels, "RGB", resize=(self.crop, self.crop),
+                           hflip=hflip, luma_upscale=1, dtype=torch.int16)[0]
 
 
 def rgb_transform(crop: int, train: bool, scale=(0.08, 1.0)):

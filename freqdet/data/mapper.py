@@ -16,7 +16,7 @@ from ..compressed import check_available, grid_coefficients, read_jpeg_coefficie
 from ..config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
 from ..dct import resolve_channels
 from ..dct.stencil import stencil_dct
-from ..dct.wire import from_wire, quantize
+from ..dct.wire import from_wire, wire_encoding
 from ..image_io import ImageDecodeError, read_image
 from .bad_images import BadImageLog
 
@@ -46,10 +46,9 @@ def encode_dct(
     """
     # One float copy in channel-first order, from any strides (flips, crops).
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-    geometry = dict(resize=resize, hflip=hflip, vflip=vflip)
-    if dtype == "int16":  # rounded inside the transform: no float copy of the output
-        return stencil_dct(pixels, selection, image_format, dtype=torch.int16, **geometry)[0]
-    return quantize(stencil_dct(pixels, selection, image_format, **geometry)[0], dtype, selection)
+    torch_dtype, steps = wire_encoding(dtype, selection)  # quantized inside the transform: no float copy
+    return stencil_dct(pixels, selection, image_format, resize=resize, hflip=hflip, vflip=vflip,
+                       dtype=torch_dtype, steps=steps)[0]
 
 
 def mapped_coefficients(x, channels: Sequence[int]) -> torch.Tensor:

@@ -172,23 +172,34 @@ def operator_matrix(
         return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_in), check_invariants=True)
 
 
-def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor) -> None:
+def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
+           steps: Optional[Sequence[float]] = None) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
     ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A row pass
     (sparse matrix times the plane) makes every needed u, a column pass every needed v of
-    those; the (u, v) pairs asked for are then copied out. An integer ``out`` gets the
-    values rounded to nearest (half to even) before that copy, which converts them.
+    those; the (u, v) pairs asked for are then copied out. ``steps`` (one per k) divide the
+    values first; an integer ``out`` gets them rounded to nearest (half to even) and
+    clamped to +-its dtype's max before that copy, which converts them.
     """
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
     row_matrix = operator_matrix(*rows, tuple(us)).to(plane.device)
     col_matrix = operator_matrix(*cols, tuple(vs)).to(plane.device)
     cells_h, cells_w = out.shape[-2:]
     complete = len(ks) == len(us) * len(vs)  # every (u, v) pair, in row-major order
+    divisors = None
+    if steps is not None:
+        divisors = torch.ones(len(vs), 1, len(us), 1, dtype=plane.dtype)
+        for k, step in zip(ks, steps):
+            divisors[vs.index(k % 8), 0, us.index(k // 8), 0] = step
+        divisors = divisors.to(plane.device)
     for n, image in enumerate(plane):
         both = col_matrix @ (row_matrix @ image).T  # (n_v * cells_w, n_u * cells_h)
+        if divisors is not None:
+            both.view(len(vs), cells_w, len(us), cells_h).div_(divisors)
         if not out.dtype.is_floating_point:
-            both.round_()
+            limit = torch.iinfo(out.dtype).max
+            both.round_().clamp_(-limit, limit)
         grid = both.view(len(vs), cells_w, len(us), cells_h).permute(2, 0, 3, 1)  # (u, v, h, w)
         if complete:
             out[n].view(len(us), len(vs), cells_h, cells_w).copy_(grid)
@@ -207,6 +218,7 @@ def stencil_dct(
     vflip: bool = False,
     luma_upscale: int = LUMA_UPSCALE,
     dtype: torch.dtype = torch.float32,
+    steps: Optional[Sequence[float]] = None,
 ) -> torch.Tensor:
     """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) in ``dtype``.
 
@@ -214,8 +226,9 @@ def stencil_dct(
     :func:`freqdet.dct.upscaled_dct`, ``luma_upscale`` included: 1 gives the
     classification input on ceil(h/8) x ceil(w/8) cells) of the images after an optional
     resize to ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the
-    result, computing only the selected channels. An integer ``dtype`` (torch.int16: the
-    int16 wire format) rounds to nearest within the same pass, saving a float copy.
+    result, computing only the selected channels. ``steps`` (one per selected channel)
+    divide the coefficients, and an integer ``dtype`` rounds them to nearest within the
+    same pass: the wire formats (:func:`freqdet.dct.wire.wire_encoding`) without a float copy.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
@@ -232,6 +245,7 @@ def stencil_dct(
         chroma = component > 0
         rows = (int(height), chroma, int(out_h), bool(vflip), luma_upscale)
         cols = (int(width), chroma, int(out_w), bool(hflip), luma_upscale)
-        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)])
+        part = None if steps is None else steps[first : first + len(ks)]
+        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
         first += len(ks)
     return out

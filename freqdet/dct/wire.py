@@ -15,7 +15,7 @@ in a compact dtype and become float32 on the device:
 The dtype of a wire tensor says how to read it, so :func:`from_wire` needs only the selection.
 """
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,6 +58,14 @@ def quantize(coeffs: torch.Tensor, dtype: str, selection: Sequence[int]) -> torc
         return torch.round(coeffs).to(torch.int16)
     steps = torch.as_tensor(int8_steps(selection), dtype=coeffs.dtype, device=coeffs.device).view(-1, 1, 1)
     return torch.div(coeffs, steps).round_().clamp_(-_INT8_MAX, _INT8_MAX).to(torch.int8)
+
+
+def wire_encoding(dtype: str, selection: Sequence[int]) -> Tuple[torch.dtype, Optional[np.ndarray]]:
+    """(torch dtype, per-channel steps or None) that make :func:`freqdet.dct.stencil.stencil_dct`
+    emit the wire format directly; the same values as :func:`quantize` of its float output."""
+    _check(dtype)
+    steps = int8_steps(selection) if dtype == "int8" else None
+    return getattr(torch, dtype), steps
 
 
 def from_wire(tensor: torch.Tensor, selection: Sequence[int]) -> torch.Tensor:
