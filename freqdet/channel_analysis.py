@@ -52,11 +52,12 @@ def top_k(rate: np.ndarray, probability: np.ndarray, k: int) -> List[int]:
 
 
 def write_selection_config(indices: Sequence[int], base_config: str, path: str, output_dir: str = "") -> str:
-    """A config file that inherits ``base_config`` and takes exactly ``indices`` (MODEL.DCT.INDICES)."""
+    """A config file that inherits ``base_config`` and takes exactly ``indices`` (MODEL.DCT.INDICES),
+    without a gate (the selection is static, even when ``base_config`` is the gated config)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     config = {"_BASE_": os.path.relpath(os.path.abspath(base_config), directory),
-              "MODEL": {"DCT": {"INDICES": [int(i) for i in indices]}}}
+              "MODEL": {"DCT": {"INDICES": [int(i) for i in indices], "GATE": {"NAME": ""}}}}
     if output_dir:
         config["OUTPUT_DIR"] = output_dir
     with open(path, "w") as f:

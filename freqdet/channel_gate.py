@@ -19,7 +19,8 @@ class ChannelGate(nn.Module):
     """Per-image on/off switches for ``channels`` input channels.
 
     After each forward, ``last_decisions`` (N, C; 0/1, differentiable in training) and
-    ``last_probabilities`` (N, C; detached) hold the decisions and on-probabilities.
+    ``last_probabilities`` (N, C; detached; in eval mode only, None in training) hold the
+    decisions and on-probabilities.
     """
 
     def __init__(self, channels: int, norm: str = "BN", tau: float = 1.0, init_off: float = 0.1, init_on: float = 2.0):
@@ -53,7 +54,8 @@ class ChannelGate(nn.Module):
         else:
             decisions = (logits[..., 1] > logits[..., 0]).to(x.dtype)
         self.last_decisions = decisions
-        self.last_probabilities = logits.softmax(dim=-1)[..., 1].detach()
+        # Read by the channel analysis, which runs in eval mode.
+        self.last_probabilities = None if self.training else logits.softmax(dim=-1)[..., 1].detach()
         return x * decisions[:, :, None, None]
 
     def channels_on(self) -> torch.Tensor:

@@ -4,15 +4,7 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-
-def _write_atomically(path: str, write) -> None:
-    """Write through ``write(file)`` into a temporary file, flush it to disk, then rename it over ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from .files import write_atomically
 
 
 class FreqdetCheckpointer(DetectionCheckpointer):
@@ -27,6 +19,7 @@ class FreqdetCheckpointer(DetectionCheckpointer):
     """
 
     def save(self, name: str, **kwargs) -> None:
+        # fvcore's Checkpointer.save, with the file written atomically.
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -36,12 +29,12 @@ class FreqdetCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _write_atomically(save_file, lambda f: torch.save(data, f))
+        write_atomically(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _write_atomically(path, lambda f: f.write(last_filename_basename.encode()))
+        write_atomically(path, lambda f: f.write(last_filename_basename.encode()))
 
     def _load_model(self, checkpoint):
         self.check_channels(checkpoint.get("model", {}), getattr(self, "_loading", "the checkpoint"))
@@ -52,8 +45,7 @@ class FreqdetCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def check_channels(self, state: dict, source: str) -> None:
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        theirs, ours = state.get("dct_channels"), getattr(model, "dct_channels", None)
+        theirs, ours = state.get("dct_channels"), getattr(self.model, "dct_channels", None)  # fvcore unwraps DDP
         if theirs is None or ours is None:
             return
         theirs = [int(i) for i in torch.as_tensor(theirs).flatten()]

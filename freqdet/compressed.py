@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .dct import CELL, PER_COMPONENT, split_by_component
-from .image_io import MAX_IMAGE_PIXELS, ImageDecodeError, _exif_orientation, check_size, open_header
+from .image_io import _JPEG_SOI, MAX_IMAGE_PIXELS, ImageDecodeError, _exif_orientation, _read_bytes, check_size, open_header
 
 _GRAYSCALE, _YCBCR = 1, 3  # libjpeg's J_COLOR_SPACE values
 _ODD = np.arange(8) % 2 == 1
@@ -99,12 +99,8 @@ def read_jpeg_coefficients(path, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -
     Raises :class:`freqdet.ImageDecodeError` for files that are not readable baseline or
     progressive JPEGs in YCbCr or grayscale (CMYK and RGB JPEGs need the pixel path).
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageDecodeError(path, f"cannot read the file ({e.strerror or e})") from e
-    if not data.startswith(b"\xff\xd8"):
+    data = _read_bytes(path)
+    if not data.startswith(_JPEG_SOI):
         raise ImageDecodeError(path, "not a JPEG file; the compressed-domain path reads JPEGs only")
     header = open_header(data, path)
     check_size(path, *header.size, max_pixels)

@@ -8,6 +8,7 @@ from detectron2.config import CfgNode as CN
 
 from .dct import NUM_CHANNELS, resolve_channels
 from .dct.wire import WIRE_DTYPES
+from .image_io import MAX_IMAGE_PIXELS
 
 
 def add_freqdet_config(cfg: CN) -> None:
@@ -68,7 +69,9 @@ def add_freqdet_config(cfg: CN) -> None:
     # (data/skipped_images), lists it in OUTPUT_DIR/skipped_images.tsv and goes on with
     # other images. Evaluation always raises.
     cfg.INPUT.DCT.ON_BAD_IMAGE = "raise"
-    cfg.INPUT.DCT.MAX_IMAGE_PIXELS = 89_478_485
+    # Images with more pixels are refused from their header (0: no limit of ours; Pillow
+    # still refuses above twice its PIL.Image.MAX_IMAGE_PIXELS, which a user may raise).
+    cfg.INPUT.DCT.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of
     # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.

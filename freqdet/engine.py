@@ -22,7 +22,7 @@ from .config import dct_selection, dct_source, dct_stats_from_config, on_bad_ima
 from .data import DCTDatasetMapper, prepare_demo
 from .data.bad_images import SkipBadImages, skipped_images
 from .data.mapper import mapped_coefficients
-from .data.dct_stats import compute_dct_stats, save_dct_stats
+from .dct_stats import compute_dct_stats, save_dct_stats
 from .demo_data import SPLITS as DEMO_SPLITS
 from .dct import NUM_CHANNELS
 from .modeling import DCTGeneralizedRCNN
@@ -148,7 +148,7 @@ class SkippedImagesHook(HookBase):
     """Puts the number of training images skipped so far (ON_BAD_IMAGE "skip") into EventStorage."""
 
     def __init__(self, path: str, period: int = 20):
-        self.path, self.period, self.reported = path, period, 0
+        self.path, self.period = path, period
 
     def after_step(self):
         last = self.trainer.iter + 1 >= self.trainer.max_iter
@@ -164,10 +164,12 @@ class Trainer(DefaultTrainer):
     channel selection, a count of skipped bad images, and a COCO evaluator that runs without ``_C``."""
 
     def build_hooks(self):
+        # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose
+        # PeriodicCheckpointer takes self.checkpointer: swap it for ours here, before that.
         old = self.checkpointer
         self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, **old.checkpointables)
         hooks = super().build_hooks()
-        if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip":
+        if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
         return hooks
 
@@ -176,7 +178,8 @@ class Trainer(DefaultTrainer):
         """Detectron2's optimizer, the channel gate's parameters at ``MODEL.DCT.GATE.LR_FACTOR`` x the LR."""
         optimizer = super().build_optimizer(cfg, model)
         factor = cfg.MODEL.DCT.GATE.LR_FACTOR
-        gate = {id(p) for name, p in model.named_parameters() if ".stem.gate." in name}
+        gate_module = getattr(model, "gate", None)  # called before the model is wrapped in DDP
+        gate = {id(p) for p in gate_module.parameters()} if gate_module is not None else set()
         if factor == 1.0 or not gate:
             return optimizer
         groups = []

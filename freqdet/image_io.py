@@ -190,8 +190,10 @@ def read_image(
             array = _decode_turbo(turbo, data, path, format, max_pixels)
             if array is not None:
                 try:
-                    orientation = _exif_orientation(Image.open(io.BytesIO(data)))
-                except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+                    orientation = _exif_orientation(open_header(data, path))
+                except ImageDecodeError as e:
+                    if isinstance(e.__cause__, Image.DecompressionBombError):  # as the Pillow path refuses it
+                        raise
                     orientation = None
                 if format == "L":
                     # Pillow's RGB -> L weights, as Detectron2's read_image applies them.

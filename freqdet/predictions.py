@@ -7,7 +7,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 
-from .data.dct_stats import evenly_spaced
+from .dct_stats import evenly_spaced
 from .image_io import read_image
 
 

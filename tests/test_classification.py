@@ -15,6 +15,7 @@ from detectron2.modeling import build_model
 import freqdet
 from freqdet.channel_gate import ChannelGate
 from freqdet.classification import build_classifier
+from freqdet.dct import channel_indices
 from freqdet.classification.convert import (
     classifier_to_detectron2,
     detectron2_backbone_report,
@@ -53,7 +54,7 @@ def test_classifier_to_detectron2_fills_the_backbone(channels, gate):
     classifier.input.set_stats(torch.arange(channels, dtype=torch.float32), torch.full((channels,), 3.0))
     converted, report = classifier_to_detectron2(classifier.state_dict())
     model = detector(channels, gate)
-    assert detectron2_backbone_report(model, converted) == ([], [])
+    assert detectron2_backbone_report(model, converted) == ([], [], [])
     assert {"fc.weight", "fc.bias"} <= set(report.dropped)
     assert not report.unmapped
     incompatible = model.load_state_dict(converted, strict=False)
@@ -77,7 +78,17 @@ def test_torchvision_rgb_resnet50_becomes_a_dct_backbone():
     assert set(incompatible.missing_keys) == {"input.dct_mean", "input.dct_std"} and not incompatible.unexpected_keys
     assert torch.equal(model.layer3[1].conv2.weight, rgb["layer3.1.conv2.weight"])
     converted, _ = classifier_to_detectron2(classifier_state)
-    assert detectron2_backbone_report(detector(24), converted)[0] == []
+    assert detectron2_backbone_report(detector(24), converted)[::2] == ([], [])
+
+
+def test_a_converted_checkpoint_records_its_channels_and_is_checked_against_the_config():
+    classifier = build_classifier("resnet50", 10, 24)
+    checkpoint = {"model": classifier.state_dict(), "channels": list(channel_indices(24))}
+    converted, report = classifier_to_detectron2(checkpoint)
+    assert converted["dct_channels"].tolist() == list(channel_indices(24))
+    assert detectron2_backbone_report(detector(24), converted) == ([], [], [])
+    _, _, mismatched = detectron2_backbone_report(detector(64), converted)
+    assert {"dct_channels", "backbone.bottom_up.res2.0.conv1.weight"} <= set(mismatched)
 
 
 def official_layout(state):
@@ -169,3 +180,18 @@ def test_a_short_cpu_run_beats_chance_on_the_demo(tmp_path, arch, extra):
                        "--stats-images", "100", "--output", str(tmp_path), *extra)
     # Four balanced classes, 100 validation images: chance is 25%.
     assert summary(result)["best_top1"] >= 35
+
+
+def test_the_classification_package_imports_without_detectron2():
+    code = (
+        "import sys, importlib.abc, importlib.util\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'detectron2':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'detectron2' else find(n, *a)\n"
+        "import freqdet.classification.engine, freqdet.classification.convert\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import torch
 
-from freqdet.data.dct_stats import compute_dct_stats, evenly_spaced, save_dct_stats
+from freqdet.dct_stats import compute_dct_stats, evenly_spaced, save_dct_stats
 
 
 def test_matches_numpy_over_all_cells(rng, tmp_path):

@@ -167,7 +167,7 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
     # The rates sum to the channels on per image, counted here by running the gate directly.
     model.eval()
     mapper = DCTDatasetMapper(cfg, False)
-    from freqdet.data.dct_stats import evenly_spaced
+    from freqdet.dct_stats import evenly_spaced
     from detectron2.data import DatasetCatalog
 
     counted = []
@@ -202,3 +202,19 @@ def test_the_gate_can_learn_faster_than_the_rest():
     rates = {(id(p) in gate): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert rates == {True: pytest.approx(0.2), False: pytest.approx(0.02)}
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_the_gate_is_stored_once_in_checkpoints():
+    state = build_model(gated_cfg()).state_dict()
+    assert any(k.startswith("backbone.bottom_up.stem.gate.") for k in state)
+    assert not any(k.startswith("gate.") for k in state)
+
+
+def test_a_selection_config_from_the_gated_config_has_no_gate(tmp_path):
+    from freqdet.channel_analysis import write_selection_config
+
+    path = write_selection_config([0, 1, 2, 64], str(ROOT / GATED), str(tmp_path / "top4.yaml"))
+    cfg = get_cfg()
+    freqdet.add_freqdet_config(cfg)
+    cfg.merge_from_file(path)
+    assert list(cfg.MODEL.DCT.INDICES) == [0, 1, 2, 64] and cfg.MODEL.DCT.GATE.NAME == ""

@@ -5,7 +5,7 @@ import torch
 
 from freqdet.dct import channel_indices, upscaled_dct
 from freqdet.dct.stencil import stencil_kernels
-from freqdet.dct.wire import from_wire, int8_steps, quantize
+from freqdet.dct.wire import encode, from_wire, int8_steps
 
 
 @pytest.fixture
@@ -14,22 +14,26 @@ def coeffs(photo_rgb):
     return image, upscaled_dct(image, 64, "RGB")
 
 
+def wire_of(image: np.ndarray, selection, dtype: str) -> torch.Tensor:
+    return encode(torch.from_numpy(image.copy()).permute(2, 0, 1)[None], selection, "RGB", dtype)[0]
+
+
 def test_int16_is_the_rounded_reference(coeffs):
-    _, reference = coeffs
-    wire = quantize(torch.from_numpy(reference), "int16", channel_indices(64))
+    image, reference = coeffs
+    wire = wire_of(image, channel_indices(64), "int16")
     assert wire.dtype == torch.int16 and wire.element_size() == 2
-    near_tie = np.abs(np.abs(reference - np.trunc(reference)) - 0.5) < 1e-3
+    near_tie = np.abs(np.abs(reference - np.trunc(reference)) - 0.5) < 1e-2  # float-tolerance ties
     assert np.array_equal(wire.numpy()[~near_tie], np.rint(reference)[~near_tie])
 
 
 def test_int8_error_is_at_most_half_a_step(coeffs):
-    _, reference = coeffs
+    image, reference = coeffs
     selection = channel_indices(64)
-    wire = quantize(torch.from_numpy(reference), "int8", selection)
+    wire = wire_of(image, selection, "int8")
     assert wire.dtype == torch.int8 and wire.element_size() == 1
     back = from_wire(wire, selection).numpy()
     steps = int8_steps(selection).reshape(-1, 1, 1)
-    assert np.all(np.abs(back - reference) <= steps / 2 + 1e-4)
+    assert np.all(np.abs(back - reference) <= steps / 2 + 2e-3)
     assert 7.9 < int8_steps([0])[0] < 8.2  # the DC step is about one grey level of a cell's mean
 
 
@@ -42,22 +46,24 @@ def test_int8_never_clips_even_the_worst_interior_image(index):
     sign = np.sign(np.outer(kernel[k // 8], kernel[k % 8]))
     plane = np.full((24, 24), 128.0)
     plane[7:13, 7:13] = np.where(sign > 0, 255.0, 0.0)  # the taps of cell (2, 2)
-    image = np.zeros((24, 24, 3))
+    image = np.zeros((24, 24, 3), np.uint8)
     if component == 0:
         image[:] = plane[..., None]
     else:
         image[..., 2 if component == 1 else 0] = plane  # blue drives Cb, red drives Cr
     reference = upscaled_dct(image, [index], "RGB")
-    wire = quantize(torch.from_numpy(reference), "int8", [index])
+    wire = wire_of(image, [index], "int8")
     assert np.abs(wire.numpy()).max() <= 127
-    np.testing.assert_allclose(from_wire(wire, [index]).numpy(), reference, atol=int8_steps([index])[0] / 2 + 1e-4)
+    np.testing.assert_allclose(from_wire(wire, [index]).numpy(), reference, atol=int8_steps([index])[0] / 2 + 2e-3)
 
 
-def test_float32_is_exact_and_unknown_dtypes_are_refused(coeffs):
-    _, reference = coeffs
-    assert torch.equal(quantize(torch.from_numpy(reference), "float32", channel_indices(64)), torch.from_numpy(reference))
+def test_float32_is_the_reference_and_unknown_dtypes_are_refused(coeffs):
+    image, reference = coeffs
+    wire = wire_of(image, channel_indices(64), "float32")
+    assert wire.dtype == torch.float32
+    np.testing.assert_allclose(wire.numpy(), reference, atol=2e-3, rtol=1e-5)
     with pytest.raises(ValueError, match="wire dtype"):
-        quantize(torch.from_numpy(reference), "int4", channel_indices(64))
+        wire_of(image, channel_indices(64), "int4")
 
 
 def test_int8_never_clips_on_random_extreme_images(rng):

@@ -24,7 +24,7 @@ from detectron2.modeling import build_model
 from freqdet import DCTDatasetMapper
 from freqdet.channel_analysis import gate_statistics, top_k, write_selection_config
 from freqdet.config import load_config
-from freqdet.data.dct_stats import evenly_spaced
+from freqdet.dct_stats import evenly_spaced
 from freqdet.engine import DatasetNotFoundError, check_datasets
 from freqdet.visualize import plot_selection_heatmap
 

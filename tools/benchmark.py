@@ -41,7 +41,7 @@ import freqdet
 from freqdet import DCTDatasetMapper
 from freqdet.compressed import check_available
 from freqdet.config import load_config
-from freqdet.data.dct_stats import evenly_spaced
+from freqdet.dct_stats import evenly_spaced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,13 +147,15 @@ def bench_train_step(device: str, size, steps: int):
     for name, config in (("stock R50-FPN (RGB)", "mask_rcnn_rgb_R50_FPN.yaml"), ("DCT-24 R50-FPN", "mask_rcnn_dct_R50_FPN.yaml")):
         cfg = base_cfg(config, device)
         cfg.MODEL.WEIGHTS = ""
+        cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # the same residual blocks in both
         cfg.MODEL.DCT.MEAN, cfg.MODEL.DCT.STD = [0.0] * 192, [1.0] * 192  # timing only: no statistics needed
         torch.manual_seed(0)
         models[name] = build_model(cfg).train()
     batch = synthetic_batch(*size)
     dct_model = models["DCT-24 R50-FPN"]
-    dct_batch = [dict(x, dct=freqdet.data.encode_dct(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")) for x in batch]
-    dct_batch = [{k: v for k, v in x.items() if k != "image"} for x in dct_batch]
+    dct_batch = [{**{k: v for k, v in x.items() if k != "image"},
+                  "dct": freqdet.data.encode_dct(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")}
+                 for x in batch]
     inputs = {"stock R50-FPN (RGB)": batch, "DCT-24 R50-FPN": dct_batch}
     times = {name: [] for name in models}
     with EventStorage(0):
@@ -221,11 +223,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     dicts = photos(args.demo_images)
-    print(f"Benchmarking on {len(dicts)} JPEGs; {machine()}", file=sys.stderr)
+    host = machine()
+    print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     mappers = bench_mappers(dicts, variants, args.rounds)
     stock_time, stock_bytes = mappers[variants[0][0]]
-    report = {"machine": machine(), "images": [d["file_name"] for d in dicts], "mappers": {}}
+    report = {"machine": host, "images": [d["file_name"] for d in dicts], "mappers": {}}
     lines = [
         f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread.",
         "",

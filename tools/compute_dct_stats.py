@@ -14,7 +14,7 @@ import json
 import sys
 
 from freqdet.config import load_config
-from freqdet.data.dct_stats import save_dct_stats
+from freqdet.dct_stats import save_dct_stats
 from freqdet.engine import DatasetNotFoundError, check_datasets, compute_config_stats
 
 

@@ -37,7 +37,7 @@ def convert(checkpoint, source: str, target: str, channels: int = None):
         state, report = torchvision_to_classifier(checkpoint, channels)
         reports.append(("torchvision -> classifier", report))
     else:
-        state = unwrap(checkpoint)
+        state = checkpoint if target == "detectron2" else unwrap(checkpoint)  # keeps the recorded channels
     if target == "detectron2":
         state, report = classifier_to_detectron2(state)
         reports.append(("classifier -> detectron2", report))
@@ -70,11 +70,12 @@ def main(argv=None) -> int:
     torch.save({"model": state, "__converted_from__": args.source}, args.output)
     print(f"wrote {args.output} ({len(state)} tensors)")
     if args.config_file and args.target == "detectron2":
-        missing, unexpected = check_against_config(state, args.config_file, args.opts)
-        print(f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone keys")
-        for key in missing + unexpected:
+        missing, unexpected, mismatched = check_against_config(state, args.config_file, args.opts)
+        print(f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
+              f"keys, {len(mismatched)} of another shape or channel selection")
+        for key in missing + unexpected + mismatched:
             print(f"  {key}")
-        return 1 if missing or unexpected else 0
+        return 1 if missing or unexpected or mismatched else 0
     return 0
 
 

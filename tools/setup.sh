@@ -24,8 +24,9 @@ pip_install() {
 }
 
 fingerprint() {
-  cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* "$ROOT"/freqdet/csrc/* \
-    | sha256sum | cut -c1-16
+  # Also whether libjpeg's headers are there: installing them later must rebuild freqdet._jpeg.
+  { cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* "$ROOT"/freqdet/csrc/*
+    [ -f /usr/include/jpeglib.h ] && echo "jpeglib.h present"; } | sha256sum | cut -c1-16
 }
 
 has_turbojpeg_lib() {
@@ -60,8 +61,11 @@ ensure_jpeg_headers() {
            && apt-get install -y -qq --no-install-recommends libjpeg-dev libjpeg-turbo-progs >/dev/null 2>&1; } \
       || log "WARNING: apt-get could not install libjpeg-dev; INPUT.DCT.SOURCE 'jpeg' will be unavailable"
   else
-    log "WARNING: libjpeg's headers (jpeglib.h) are missing and we are not root: INPUT.DCT.SOURCE" \
-        "'jpeg' will be unavailable until you install them (Debian/Ubuntu: libjpeg-dev) and re-run"
+    [ -f /usr/include/jpeglib.h ] || log "WARNING: libjpeg's headers (jpeglib.h) are missing and we are not" \
+        "root: INPUT.DCT.SOURCE 'jpeg' will be unavailable until you install them (Debian/Ubuntu:" \
+        "libjpeg-dev) and re-run"
+    command -v jpegtran >/dev/null 2>&1 || log "WARNING: jpegtran is missing (Debian/Ubuntu:" \
+        "libjpeg-turbo-progs): the restart-marker case of the bad-input tests will be skipped"
   fi
 }
 

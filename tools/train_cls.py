@@ -55,7 +55,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="output/cls")
     parser.add_argument("--resume", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.gate and args.input != "dct":
+        parser.error("--gate switches DCT channels: it needs --input dct")
+    return args
 
 
 def main(argv=None) -> int:

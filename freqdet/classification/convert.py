@@ -102,14 +102,21 @@ _PARTS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "bn1": "conv1.no
           "bn3": "conv3.norm", "downsample.0": "shortcut", "downsample.1": "shortcut.norm"}
 
 
-def classifier_to_detectron2(state: StateDict) -> Tuple[StateDict, Report]:
-    """ResNet-50-DCT (torchvision names) -> Detectron2 model keys for ``MODEL.WEIGHTS``.
+def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
+    """ResNet-50-DCT (torchvision names; a state dict or our checkpoint) -> Detectron2 model
+    keys for ``MODEL.WEIGHTS``.
 
     BatchNorm's ``num_batches_tracked`` is dropped for the backbone (Detectron2 turns
     its norms into FrozenBN); the classifier's head (``fc``) has no detector counterpart.
+    A checkpoint of ``tools/train_cls.py`` records its channels; they become the
+    detector's ``dct_channels``, which loading checks against the config's selection.
     """
     report, out, counters = Report(), {}, 0
-    for key, value in unwrap(state).items():
+    channels = checkpoint.get("channels") if isinstance(checkpoint, dict) else None
+    if isinstance(channels, (list, tuple)):
+        out["dct_channels"] = torch.tensor([int(c) for c in channels], dtype=torch.long)
+        report.notes.append(f"recorded the classifier's {len(channels)} DCT channels as dct_channels")
+    for key, value in unwrap(checkpoint).items():
         new = None
         block = _BLOCK.match(key)
         if block:
@@ -137,8 +144,15 @@ def classifier_to_detectron2(state: StateDict) -> Tuple[StateDict, Report]:
     return out, report
 
 
-def detectron2_backbone_report(model: nn.Module, converted: StateDict) -> Tuple[List[str], List[str]]:
-    """(missing, unexpected) backbone keys if ``converted`` were loaded into a Detectron2 model."""
-    expected = {k for k in model.state_dict() if k.startswith("backbone.bottom_up.")}
+def detectron2_backbone_report(model: nn.Module, converted: StateDict) -> Tuple[List[str], List[str], List[str]]:
+    """(missing, unexpected, mismatched) keys if ``converted`` were loaded into a Detectron2 model.
+
+    Missing and unexpected: backbone keys. Mismatched: keys present in both with other
+    shapes (another channel count), and ``dct_channels`` if the selections differ.
+    """
+    state = model.state_dict()
+    expected = {k for k in state if k.startswith("backbone.bottom_up.")}
     given = {k for k in converted if k.startswith("backbone.bottom_up.")}
-    return sorted(expected - given), sorted(given - expected)
+    mismatched = [k for k in sorted(set(state) & set(converted)) if state[k].shape != converted[k].shape
+                  or (k == "dct_channels" and not torch.equal(state[k], converted[k]))]
+    return sorted(expected - given), sorted(given - expected), mismatched

@@ -20,7 +20,7 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from .. import demo_data
-from ..dct.stencil import stencil_dct
+from ..dct.wire import encode
 from ..image_io import read_image
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -49,8 +49,8 @@ class DCTCropTransform:
         top, left, h, w = self.box(*image.shape[:2])
         region = np.ascontiguousarray(image[top : top + h, left : left + w].transpose(2, 0, 1), dtype=np.float32)
         hflip = self.train and bool(torch.rand(1) < 0.5)
-        return stencil_dct(torch.from_numpy(region)[None], self.channels, "RGB", resize=(self.crop, self.crop),
-                           hflip=hflip, luma_upscale=1, dtype=torch.int16)[0]
+        return encode(torch.from_numpy(region)[None], self.channels, "RGB", "int16", resize=(self.crop, self.crop),
+                      hflip=hflip, luma_upscale=1)[0]
 
 
 def rgb_transform(crop: int, train: bool, scale=(0.08, 1.0)):

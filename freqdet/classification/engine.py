@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..channel_gate import ChannelGate
-from ..data.dct_stats import RunningStats, evenly_spaced
+from ..dct_stats import RunningStats, evenly_spaced
 from ..dct import resolve_channels
+from ..files import write_atomically
 from .data import DCTCropTransform, image_folder, prepare_demo_folder, rgb_transform
 from .models import DCT_CROP, RGB_CROP, build_classifier
 
@@ -35,13 +36,6 @@ def setup_distributed():
     if cuda:
         torch.cuda.set_device(device)
     return rank, world, device
-
-
-def save_atomically(state: Dict, path: str) -> None:
-    """Write a checkpoint so that a kill never leaves a half-written file under ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)):
@@ -89,18 +83,18 @@ class ClassificationTrainer:
         return train, val
 
     def dct_statistics(self):
-        """Per-channel mean/std over training images (centre crops), cached in the output folder."""
+        """Per-channel mean/std over training images (centre crops), cached in the output folder
+        and recomputed when the cached ones are for other channels or another crop."""
         path = os.path.join(self.args.output, "dct_stats.json")
-        if self.rank == 0 and not os.path.exists(path):
+        if self.rank == 0 and not self._stats_match(path):
             transform = DCTCropTransform(self.crop, self.channels, train=False)
             stats = RunningStats(len(self.channels))
             paths = evenly_spaced([p for p, _ in self.train_set.samples], self.args.stats_images)
             for p in tqdm(paths, desc="DCT statistics", unit="img", mininterval=2.0):
                 stats.update(transform(p).numpy())
             mean, std = stats.result()
-            with open(path + ".tmp", "w") as f:
-                json.dump({"channels": list(self.channels), "mean": mean.tolist(), "std": std.tolist()}, f)
-            os.replace(path + ".tmp", path)
+            stats = {"channels": list(self.channels), "crop": self.crop, "mean": mean.tolist(), "std": std.tolist()}
+            write_atomically(path, lambda f: f.write(json.dumps(stats).encode()))
         if self.world > 1:
             dist.barrier()
         with open(path) as f:
@@ -145,11 +139,12 @@ class ClassificationTrainer:
                 inputs, targets = inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
                 with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
                     loss = self.criterion(model(inputs), targets)
-                    if gate is not None:
-                        loss = loss + args.gate_lambda * gate.channels_on()
-                if not torch.isfinite(loss):
+                    on = gate.channels_on() if gate is not None else loss.new_zeros(())
+                    loss = loss + args.gate_lambda * on
+                shown_loss, shown_on = torch.stack([loss.detach().float(), on.detach().float()]).tolist()  # one sync
+                if not math.isfinite(shown_loss):
                     raise FloatingPointError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}: training diverged; "
+                        f"the loss became {shown_loss} at epoch {epoch + 1}, step {i + 1}: training diverged; "
                         f"lower --lr (now {args.lr}) or add --warmup-epochs"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
@@ -160,9 +155,9 @@ class ClassificationTrainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 steps += 1
-                postfix = {"loss": f"{loss.item():.3f}"}
+                postfix = {"loss": f"{shown_loss:.3f}"}
                 if gate is not None:
-                    postfix["channels_on"] = f"{gate.last_decisions.sum(1).mean().item():.1f}"
+                    postfix["channels_on"] = f"{shown_on:.1f}"
                 bar.set_postfix(postfix)
                 if args.max_steps and steps >= args.max_steps:
                     break
@@ -189,14 +184,24 @@ class ClassificationTrainer:
             dist.all_reduce(totals)
         return {"top1": 100 * totals[0].item() / totals[2].item(), "top5": 100 * totals[1].item() / totals[2].item()}
 
+    def _stats_match(self, path: str) -> bool:
+        if not os.path.exists(path):
+            return False
+        with open(path) as f:
+            cached = json.load(f)
+        if cached.get("channels") == list(self.channels) and cached.get("crop") == self.crop:
+            return True
+        logger.info(f"{path} holds statistics of other channels or another crop; recomputing them")
+        return False
+
     def checkpoint(self, epoch: int, results: Dict) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
                  "best_top1": self.best_top1, "results": results, "args": vars(self.args),
                  "classes": self.train_set.classes, "channels": list(self.channels) if self.dct else None}
-        save_atomically(state, os.path.join(self.args.output, "checkpoint.pth"))
+        write_atomically(os.path.join(self.args.output, "checkpoint.pth"), lambda f: torch.save(state, f))
         if results["top1"] >= self.best_top1:
-            save_atomically({"model": self.model.state_dict(), "results": results, "arch": self.args.arch,
-                             "channels": state["channels"]}, os.path.join(self.args.output, "model_best.pth"))
+            best = {"model": self.model.state_dict(), "results": results, "arch": self.args.arch, "channels": state["channels"]}
+            write_atomically(os.path.join(self.args.output, "model_best.pth"), lambda f: torch.save(best, f))
 
     def ranks_agree(self) -> bool:
         """Whether every rank holds the same weights (all-gathered checksums); True for one process."""

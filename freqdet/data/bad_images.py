@@ -1,7 +1,8 @@
 """The record of training images skipped under ``cfg.INPUT.DCT.ON_BAD_IMAGE = "skip"``.
 
-Each skipped file is logged once with its reason and appended to a tab-separated file in
-the output folder (data-loader workers share it); the trainer counts its distinct files
+Each skipped file is logged with its reason and appended to a tab-separated file in the
+output folder, once per data-loader worker that meets it (workers share the file); the
+trainer counts its distinct files
 into EventStorage as ``data/skipped_images``, and :class:`SkipBadImages` fills the slot
 with the next image of the dataset. Nothing is ever replaced silently.
 """

@@ -15,8 +15,7 @@ from PIL import Image
 from ..compressed import check_available, grid_coefficients, read_jpeg_coefficients
 from ..config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
 from ..dct import resolve_channels
-from ..dct.stencil import stencil_dct
-from ..dct.wire import from_wire, wire_encoding
+from ..dct.wire import encode, from_wire
 from ..image_io import ImageDecodeError, read_image
 from .bad_images import BadImageLog
 
@@ -42,13 +41,11 @@ def encode_dct(
 
     The paper's upscaled pipeline of the image, optionally resized to ``resize = (h, w)``
     (Pillow's bilinear filter) and flipped, computed as per-axis operators of only the kept
-    channels (:func:`freqdet.dct.stencil.stencil_dct`).
+    channels (:func:`freqdet.dct.wire.encode`).
     """
     # One float copy in channel-first order, from any strides (flips, crops).
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-    torch_dtype, steps = wire_encoding(dtype, selection)  # quantized inside the transform: no float copy
-    return stencil_dct(pixels, selection, image_format, resize=resize, hflip=hflip, vflip=vflip,
-                       dtype=torch_dtype, steps=steps)[0]
+    return encode(pixels, selection, image_format, dtype, resize, hflip, vflip)[0]
 
 
 def mapped_coefficients(x, channels: Sequence[int]) -> torch.Tensor:
@@ -121,7 +118,8 @@ class DCTDatasetMapper(DatasetMapper):
             source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.compressed`).
             max_pixels: images with more pixels are refused before decoding (None: no limit).
             bad_image_log: in training, a file to list unusable images in and skip them
-                (returning None, so Detectron2's dataset draws another one); None raises.
+                (returning None; :class:`freqdet.data.bad_images.SkipBadImages` then maps the
+                next image in order); None raises.
             kwargs: the arguments of Detectron2's ``DatasetMapper``.
         """
         super().__init__(is_train, **kwargs)

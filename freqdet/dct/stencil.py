@@ -11,8 +11,8 @@ window of image rows (columns), and coefficient (u, v) of cell (i, j) is
 
 with P the level-shifted Y, Cb or Cr plane (cells of 4 pixels for detection, 8 for the
 classification input, ``luma_upscale=1``). :func:`stencil_dct` applies it with a row
-pass (one product per distinct u) and a column pass (one per kept (u, v)): only the
-kept channels are computed, no upscaled or resized image is ever built, and a resize
+pass (every needed u at once) and a column pass (every needed v of those): only the
+frequencies of kept channels are computed, no upscaled or resized image is ever built, and a resize
 costs nothing more. Both passes are sparse matrix products (each operator row has a
 handful of taps). Without a resize, the window is 6 pixels at a stride of 4 and the
 weights are the same for every cell (:func:`stencil_kernels`).
@@ -34,6 +34,7 @@ from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
 from .pipeline import LUMA_UPSCALE, cell_size
 from .transform import DCT_MATRIX, LEVEL_SHIFT
+
 
 def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
     """Pixels along an axis that one cell's 8 upscaled samples depend on: the cell and one each side."""
@@ -155,9 +156,10 @@ def _color_planes(images: torch.Tensor, components: Sequence[int], input_format:
 
 @lru_cache(maxsize=2048)
 def operator_matrix(
-    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...]
+    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...], device: str = "cpu"
 ) -> torch.Tensor:
-    """:func:`axis_operator` for some frequencies as a sparse CSR matrix (len(freqs) * cells, n_in), float32."""
+    """:func:`axis_operator` for some frequencies as a sparse CSR matrix (len(freqs) * cells, n_in),
+    float32, on ``device`` (cached per device, so the GPU path copies each operator once)."""
     op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
     # Clamping repeats the last index at the far edge; keep each column once per row.
     keep = np.ones(op.index.shape, dtype=bool)
@@ -169,7 +171,7 @@ def operator_matrix(
     n_rows = len(counts)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_in), check_invariants=True)
+        return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_in), check_invariants=True).to(device)
 
 
 def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
@@ -183,8 +185,8 @@ def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out
     clamped to +-its dtype's max before that copy, which converts them.
     """
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
-    row_matrix = operator_matrix(*rows, tuple(us)).to(plane.device)
-    col_matrix = operator_matrix(*cols, tuple(vs)).to(plane.device)
+    row_matrix = operator_matrix(*rows, tuple(us), str(plane.device))
+    col_matrix = operator_matrix(*cols, tuple(vs), str(plane.device))
     cells_h, cells_w = out.shape[-2:]
     complete = len(ks) == len(us) * len(vs)  # every (u, v) pair, in row-major order
     divisors = None
@@ -228,7 +230,7 @@ def stencil_dct(
     resize to ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the
     result, computing only the selected channels. ``steps`` (one per selected channel)
     divide the coefficients, and an integer ``dtype`` rounds them to nearest within the
-    same pass: the wire formats (:func:`freqdet.dct.wire.wire_encoding`) without a float copy.
+    same pass: the wire formats (:func:`freqdet.dct.wire.encode`) without a float copy.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from .channels import PER_COMPONENT
-from .stencil import axis_bounds
+from .pipeline import LUMA_UPSCALE
+from .stencil import axis_bounds, stencil_dct
 
 WIRE_DTYPES = {"int16": np.int16, "int8": np.int8, "float32": np.float32}
 _INT8_MAX = 127
@@ -48,24 +49,30 @@ def _check(dtype: str) -> None:
         raise ValueError(f"unknown wire dtype {dtype!r}; use one of {sorted(WIRE_DTYPES)}")
 
 
-def quantize(coeffs: torch.Tensor, dtype: str, selection: Sequence[int]) -> torch.Tensor:
-    """Float coefficients ``(..., C, h, w)`` -> the wire dtype, on whatever device they are."""
-    _check(dtype)
-    if dtype == "float32":
-        return coeffs.float()
-    if dtype == "int16":
-        # No clamp needed: |coefficient| <= 1024 for 8-bit images, resized or not.
-        return torch.round(coeffs).to(torch.int16)
-    steps = torch.as_tensor(int8_steps(selection), dtype=coeffs.dtype, device=coeffs.device).view(-1, 1, 1)
-    return torch.div(coeffs, steps).round_().clamp_(-_INT8_MAX, _INT8_MAX).to(torch.int8)
+def encode(
+    pixels: torch.Tensor,
+    selection: Sequence[int],
+    input_format: str,
+    dtype: str,
+    resize: Optional[Tuple[int, int]] = None,
+    hflip: bool = False,
+    vflip: bool = False,
+    luma_upscale: int = LUMA_UPSCALE,
+) -> torch.Tensor:
+    """(N, 3, H, W) pixels -> (N, C, ceil(h/4), ceil(w/4)) wire tensor, on the pixels' device
+    (``luma_upscale=1``: the classification input on ceil(h/8) x ceil(w/8) cells).
 
-
-def wire_encoding(dtype: str, selection: Sequence[int]) -> Tuple[torch.dtype, Optional[np.ndarray]]:
-    """(torch dtype, per-channel steps or None) that make :func:`freqdet.dct.stencil.stencil_dct`
-    emit the wire format directly; the same values as :func:`quantize` of its float output."""
+    :func:`freqdet.dct.stencil.stencil_dct` of the selected channels (with the optional
+    resize and flips it absorbs), divided by the int8 steps and rounded within its last
+    pass, so no float copy of the output is made.
+    """
     _check(dtype)
+    if dtype == "int8" and luma_upscale != LUMA_UPSCALE:
+        raise ValueError(f"the int8 wire's steps are those of the detection grid (luma_upscale "
+                         f"{LUMA_UPSCALE}), not luma_upscale {luma_upscale}: use int16 or float32")
     steps = int8_steps(selection) if dtype == "int8" else None
-    return getattr(torch, dtype), steps
+    return stencil_dct(pixels, selection, input_format, resize=resize, hflip=hflip, vflip=vflip,
+                       luma_upscale=luma_upscale, dtype=getattr(torch, dtype), steps=steps)
 
 
 def from_wire(tensor: torch.Tensor, selection: Sequence[int]) -> torch.Tensor:

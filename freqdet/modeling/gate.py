@@ -16,7 +16,7 @@ GATE_REGISTRY.__doc__ = """
 Channel gates for frequency-domain inputs, chosen by ``cfg.MODEL.DCT.GATE.NAME``.
 A gate is built as ``GATE(cfg, channels)``; its forward takes the normalized (N, C, h, w)
 input and returns it gated, keeping the decisions (N, C) and on-probabilities of the
-last call in ``last_decisions`` and ``last_probabilities``.
+last call in ``last_decisions`` and (in eval mode) ``last_probabilities``.
 """
 
 
@@ -48,11 +48,13 @@ def gate_losses_and_metrics(gate: nn.Module, channels, weight: float) -> Dict[st
     """
     decisions = gate.last_decisions
     on_per_image = gate.channels_on()
+    component = torch.as_tensor(channels) // PER_COMPONENT
+    names = [name for index, name in enumerate(COMPONENTS) if (component == index).any()]
+    with torch.no_grad():  # every metric in one transfer from the device
+        rates = [decisions[:, (component == COMPONENTS.index(n)).to(decisions.device)].mean() for n in names]
+        values = torch.stack([on_per_image.detach(), *rates]).tolist()
     storage = get_event_storage()
-    storage.put_scalar("gate/channels_on", on_per_image.item())
-    component = torch.as_tensor(channels, device=decisions.device) // PER_COMPONENT
-    for index, name in enumerate(COMPONENTS):
-        mask = component == index
-        if mask.any():
-            storage.put_scalar(f"gate/rate_{name}", decisions[:, mask].mean().item())
+    storage.put_scalar("gate/channels_on", values[0])
+    for name, value in zip(names, values[1:]):
+        storage.put_scalar(f"gate/rate_{name}", value)
     return {"loss_gate": weight * on_per_image}

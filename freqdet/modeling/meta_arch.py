@@ -11,8 +11,7 @@ from detectron2.structures import ImageList
 from ..config import dct_selection, dct_stats_from_config, wire_dtype
 from ..data.mapper import mapped_coefficients
 from ..dct import CELL, resolve_channels, upscaled_idct
-from ..dct.stencil import stencil_dct
-from ..dct.wire import from_wire, quantize
+from ..dct.wire import encode, from_wire
 from .backbone import DCTStem
 from .gate import gate_losses_and_metrics
 
@@ -57,8 +56,6 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         super().__init__(**kwargs)
         self.wire_dtype = wire_dtype
         self.gate_weight = gate_weight
-        stems = [m for m in self.backbone.modules() if isinstance(m, DCTStem)]
-        self.gate = stems[0].gate if stems else None
         self.channels = resolve_channels(list(channels))
         n = len(self.channels)
         if len(dct_mean) != n or len(dct_std) != n:
@@ -93,9 +90,16 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
     def forward(self, batched_inputs: List[Dict[str, torch.Tensor]]):
         """Detectron2's forward; in training with a channel gate, also ``loss_gate`` and gate metrics."""
         outputs = super().forward(batched_inputs)
-        if self.training and self.gate is not None:
-            outputs.update(gate_losses_and_metrics(self.gate, self.channels, self.gate_weight))
+        gate = self.gate
+        if self.training and gate is not None:
+            outputs.update(gate_losses_and_metrics(gate, self.channels, self.gate_weight))
         return outputs
+
+    @property
+    def gate(self):
+        """The backbone's channel gate, or None (a view: its parameters belong to the backbone)."""
+        stem = next((m for m in self.backbone.modules() if isinstance(m, DCTStem)), None)
+        return stem.gate if stem is not None else None
 
     def coefficients(self, x: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The float32 DCT channels of one input, on the model's device."""
@@ -105,8 +109,7 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         if "image" in x:
             pixels = x["image"].to(self.device)[None]
             geometry = dict(resize=x.get("resize"), hflip=x.get("hflip", False), vflip=x.get("vflip", False))
-            coeffs = stencil_dct(pixels, self.channels, self.input_format, **geometry)[0]
-            return from_wire(quantize(coeffs, self.wire_dtype, self.channels), self.channels)
+            return from_wire(encode(pixels, self.channels, self.input_format, self.wire_dtype, **geometry)[0], self.channels)
         raise KeyError(
             "DCTGeneralizedRCNN inputs need 'dct' and 'image_size' (map dataset dicts with "
             "freqdet.DCTDatasetMapper) or an 'image' of uint8 pixels"

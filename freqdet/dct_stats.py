@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..dct import NUM_CHANNELS
+from .dct import NUM_CHANNELS
+from .files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,4 @@ def compute_dct_stats(dataset_dicts: List[Dict], coefficients, num_images: int =
 def save_dct_stats(stats: Dict, path: str) -> None:
     """Write a stats JSON atomically (the file either is complete or is not there)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(stats, f, indent=1)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(json.dumps(stats, indent=1).encode()))
