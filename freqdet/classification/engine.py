@@ -116,6 +116,8 @@ class ClassificationTrainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:  # AMP's loss scale, so a resumed run does not start it over
+            self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best_top1 = state["epoch"] + 1, state["best_top1"]
         logger.info(f"resumed from {path} (epoch {state['epoch']} done)")
 
@@ -195,7 +197,8 @@ class ClassificationTrainer:
         return False
 
     def checkpoint(self, epoch: int, results: Dict) -> None:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict(), "epoch": epoch,
                  "best_top1": self.best_top1, "results": results, "args": vars(self.args),
                  "classes": self.train_set.classes, "channels": list(self.channels) if self.dct else None}
         write_atomically(os.path.join(self.args.output, "checkpoint.pth"), lambda f: torch.save(state, f))
