@@ -170,8 +170,9 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
     [
         # Two of four cosine epochs (40 steps) of ResNet-50-DCT on 16 x 16 cells.
         ("resnet50", ["--crop", "128", "--max-steps", "40"]),
-        # Four epochs of MobileNetV2-DCT on 32 x 32 cells.
-        ("mobilenet_v2", ["--crop", "256"]),
+        # Six epochs of MobileNetV2-DCT on 32 x 32 cells (after four it sits near the bar:
+        # 33-41% as float-level changes to its inputs reshuffle a run this short).
+        ("mobilenet_v2", ["--crop", "256", "--epochs", "6"]),
     ],
 )
 def test_a_short_cpu_run_beats_chance_on_the_demo(tmp_path, arch, extra):

@@ -22,13 +22,12 @@ tolerance, with and without a resize (against the image resized by the same filt
 float; Pillow rounds its resized pixels to uint8, which moves coefficients by about one
 unit). It runs in torch, on a CPU in the data loader or on a GPU in the model.
 """
-import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
@@ -143,71 +142,131 @@ def axis_bounds(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
 
 
 def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
-    """The requested Y/Cb/Cr planes minus 128, float32 (N, len(components), H, W)."""
-    x = images.float().contiguous()
+    """The requested Y/Cb/Cr planes minus 128, float32 (N, len(components), H, W), from
+    pixels in any memory layout (decoded images are channels-last)."""
+    pixels = images.float()
+    n, _, height, width = pixels.shape
     matrix = RGB_TO_YCBCR[list(components)]
     if check_format(input_format) == "BGR":
         matrix = matrix[:, ::-1]
-    weight = torch.as_tensor(matrix.copy(), dtype=x.dtype, device=x.device)[:, :, None, None]
-    bias = torch.as_tensor(YCBCR_OFFSET[list(components)] - LEVEL_SHIFT, dtype=x.dtype, device=x.device)
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
-        return F.conv2d(x, weight, bias)
+    weight = torch.as_tensor(matrix.copy(), dtype=pixels.dtype, device=pixels.device)
+    bias = torch.as_tensor(YCBCR_OFFSET[list(components)] - LEVEL_SHIFT, dtype=pixels.dtype, device=pixels.device)
+    with _exact_float32(pixels.device):
+        planes = torch.matmul(weight, pixels.reshape(n, 3, height * width))
+    return planes.add_(bias[:, None]).view(n, len(components), height, width)
+
+
+CHUNK = 8  # cells per block of the banded products: wide enough for fast products, narrow enough to waste little
+
+
+class BandedOperator(NamedTuple):
+    """:func:`axis_operator` for some frequencies as dense blocks of ``CHUNK`` cells.
+
+    Cells c*CHUNK .. c*CHUNK + CHUNK - 1 read input rows ``gather[c]`` (a contiguous,
+    clamped range); ``blocks[c]`` ((cell, frequency) rows, width) holds their weights, so
+    one batched product applies the whole axis. Cells past the last are zero."""
+
+    gather: torch.Tensor  # (chunks * width,) int64 input rows
+    blocks: torch.Tensor  # (chunks, CHUNK * len(freqs), width) float32
 
 
 @lru_cache(maxsize=2048)
-def operator_matrix(
+def banded_operator(
     n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...], device: str = "cpu"
-) -> torch.Tensor:
-    """:func:`axis_operator` for some frequencies as a sparse CSR matrix (len(freqs) * cells, n_in),
-    float32, on ``device`` (cached per device, so the GPU path copies each operator once)."""
+) -> BandedOperator:
+    """The operator of one axis as :class:`BandedOperator`, on ``device`` (cached per device,
+    so the GPU path copies each operator once). Plain dense tensors: no sparse tensor is made,
+    which in a DataLoader worker forked from a process using CUDA would fail."""
     op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
-    # Clamping repeats the last index at the far edge; keep each column once per row.
-    keep = np.ones(op.index.shape, dtype=bool)
-    keep[:, 1:] = op.index[:, 1:] != op.index[:, :-1]
-    counts = np.tile(keep.sum(axis=1), len(freqs))
-    crow = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
-    cols = torch.from_numpy(np.tile(op.index[keep], len(freqs)))
-    values = torch.from_numpy(np.concatenate([w[keep] for w in op.weights[list(freqs)]])).float()
-    n_rows = len(counts)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, cols, values, size=(n_rows, n_in), check_invariants=True).to(device)
+    cells, window = op.index.shape
+    chunks = -(-cells // CHUNK)
+    pad = chunks * CHUNK - cells
+    index = np.concatenate([op.index, np.repeat(op.index[-1:], pad, axis=0)])  # (chunks * CHUNK, window)
+    weights = np.concatenate([op.weights[list(freqs)], np.zeros((len(freqs), pad, window))], axis=1)
+    index, weights = index.reshape(chunks, CHUNK, window), weights.reshape(len(freqs), chunks, CHUNK, window)
+    start = index.min(axis=(1, 2))
+    width = int((index.max(axis=(1, 2)) - start).max()) + 1
+    blocks = np.zeros((chunks, CHUNK, len(freqs), width))
+    position = index - start[:, None, None]  # (chunks, CHUNK, window), clamped duplicates add up
+    c, g, _ = np.indices(position.shape)
+    for f in range(len(freqs)):
+        np.add.at(blocks[:, :, f], (c, g, position), weights[f])
+    gather = np.minimum(start[:, None] + np.arange(width), n_in - 1).reshape(-1)
+    return BandedOperator(torch.from_numpy(gather).to(device),
+                          torch.from_numpy(blocks.reshape(chunks, CHUNK * len(freqs), width)).float().to(device))
+
+
+def _banded_product(operator: BandedOperator, x: torch.Tensor) -> torch.Tensor:
+    """operator @ x for x (N, n_in, M): (N, cells rounded up to CHUNK, len(freqs), M)."""
+    chunks, rows, width = operator.blocks.shape
+    n, _, m = x.shape
+    gathered = x.index_select(1, operator.gather).view(n, chunks, width, m)
+    with _exact_float32(x.device):
+        return torch.matmul(operator.blocks, gathered).view(n, chunks * CHUNK, rows // CHUNK, m)
+
+
+@contextmanager
+def _exact_float32(device: torch.device):
+    """Products in full float32 on a GPU: TF32's 10-bit mantissa would move int16
+    coefficients (up to 1024) by several units."""
+    switch = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    if switch:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        if switch:
+            torch.backends.cuda.matmul.allow_tf32 = True
+
+
+@lru_cache(maxsize=None)
+def _runs(ks: Tuple[int, ...], us: Tuple[int, ...], vs: Tuple[int, ...]) -> List[Tuple[int, Tuple[int, int, int]]]:
+    """Channels ``ks`` as runs of consecutive (u, v) positions in the (u, v) grid: (first
+    channel, (u position, first v position, count)), so each run is one copy."""
+    runs: List[Tuple[int, Tuple[int, int, int]]] = []
+    for c, k in enumerate(ks):
+        u, v = us.index(k // 8), vs.index(k % 8)
+        if runs and runs[-1][1][0] == u and sum(runs[-1][1][1:]) == v:
+            first, (u0, v0, count) = runs[-1]
+            runs[-1] = (first, (u0, v0, count + 1))
+        else:
+            runs.append((c, (u, v, 1)))
+    return runs
 
 
 def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
            steps: Optional[Sequence[float]] = None) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
-    ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A row pass
-    (sparse matrix times the plane) makes every needed u, a column pass every needed v of
-    those; the (u, v) pairs asked for are then copied out. ``steps`` (one per k) divide the
-    values first; an integer ``out`` gets them rounded to nearest (half to even) and
-    clamped to +-its dtype's max before that copy, which converts them.
+    ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A column
+    pass makes every needed v, a row pass every needed u of those, each one batched
+    product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
+    then copied out in one pass. ``steps`` (one per k) divide the values first; an
+    integer ``out`` gets them rounded to nearest (half to even) and clamped to +-its
+    dtype's max before that copy, which converts them.
     """
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
-    row_matrix = operator_matrix(*rows, tuple(us), str(plane.device))
-    col_matrix = operator_matrix(*cols, tuple(vs), str(plane.device))
-    cells_h, cells_w = out.shape[-2:]
-    complete = len(ks) == len(us) * len(vs)  # every (u, v) pair, in row-major order
+    device = str(plane.device)
+    row_op, col_op = banded_operator(*rows, tuple(us), device), banded_operator(*cols, tuple(vs), device)
+    n, cells_h, cells_w = plane.shape[0], out.shape[-2], out.shape[-1]
+    across = _banded_product(col_op, plane.transpose(1, 2).contiguous())  # (N, padded cells_w, v, H)
+    across = across.permute(0, 3, 2, 1).reshape(n, plane.shape[1], -1)  # (N, H, v * padded cells_w)
     divisors = None
     if steps is not None:
-        divisors = torch.ones(len(vs), 1, len(us), 1, dtype=plane.dtype)
+        divisors = torch.ones(len(us), len(vs), dtype=plane.dtype)
         for k, step in zip(ks, steps):
-            divisors[vs.index(k % 8), 0, us.index(k // 8), 0] = step
-        divisors = divisors.to(plane.device)
-    for n, image in enumerate(plane):
-        both = col_matrix @ (row_matrix @ image).T  # (n_v * cells_w, n_u * cells_h)
-        if divisors is not None:
-            both.view(len(vs), cells_w, len(us), cells_h).div_(divisors)
-        if not out.dtype.is_floating_point:
-            limit = torch.iinfo(out.dtype).max
-            both.round_().clamp_(-limit, limit)
-        grid = both.view(len(vs), cells_w, len(us), cells_h).permute(2, 0, 3, 1)  # (u, v, h, w)
-        if complete:
-            out[n].view(len(us), len(vs), cells_h, cells_w).copy_(grid)
-        else:
-            for c, k in enumerate(ks):
-                out[n, c].copy_(grid[us.index(k // 8), vs.index(k % 8)])
+            divisors[us.index(k // 8), vs.index(k % 8)] = step
+        divisors = divisors.to(plane.device).view(1, 1, len(us), len(vs), 1)
+    both = _banded_product(row_op, across)  # (N, padded cells_h, u, v * padded cells_w)
+    both = both.view(n, both.shape[1], len(us), len(vs), -1)
+    if divisors is not None:
+        both.div_(divisors)
+    if not out.dtype.is_floating_point:
+        limit = torch.iinfo(out.dtype).max
+        both.round_().clamp_(-limit, limit)
+    grid = both.permute(0, 2, 3, 1, 4)[..., :cells_h, :cells_w]  # (N, u, v, h, w)
+    for first, (u, v, count) in _runs(tuple(ks), tuple(us), tuple(vs)):
+        out[:, first : first + count].copy_(grid[:, u, v : v + count])
 
 
 def stencil_dct(
