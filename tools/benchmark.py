@@ -254,9 +254,9 @@ def main(argv=None) -> int:
         steps = bench_train_step(args.device, args.train_size, args.train_steps)
         stock = steps["stock R50-FPN (RGB)"]
         report["train_step"] = {"size": args.train_size, "device": args.device, "seconds": steps}
-        lines += ["", f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} | s/step | vs stock |",
+        lines += ["", f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} | ms/step | vs stock |",
                   "|---|---:|---:|"]
-        lines += [f"| {name} | {s:.2f} | {s / stock:.2f}x |" for name, s in steps.items()]
+        lines += [f"| {name} | {s * 1e3:.1f} | {s / stock:.2f}x |" for name, s in steps.items()]
 
     if args.device == "cuda":
         picked = [v for v in variants if v[0].startswith(("stock", "DCT-24"))]

@@ -235,15 +235,15 @@ def _runs(ks: Tuple[int, ...], us: Tuple[int, ...], vs: Tuple[int, ...]) -> List
 
 
 def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
-           steps: Optional[Sequence[float]] = None) -> None:
+           steps: Optional[Sequence[float]] = None, clamp: bool = True) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
     ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A column
     pass makes every needed v, a row pass every needed u of those, each one batched
     product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
-    integer ``out`` gets them rounded to nearest (half to even) and clamped to +-its
-    dtype's max before that copy, which converts them.
+    integer ``out`` gets them rounded to nearest (half to even) and, with ``clamp``,
+    clamped to +-its dtype's max before that copy, which converts them.
     """
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
     device = str(plane.device)
@@ -262,8 +262,9 @@ def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out
     if divisors is not None:
         both.div_(divisors)
     if not out.dtype.is_floating_point:
-        limit = torch.iinfo(out.dtype).max
-        both.round_().clamp_(-limit, limit)
+        both.round_()
+        if clamp:
+            both.clamp_(-torch.iinfo(out.dtype).max, torch.iinfo(out.dtype).max)
     grid = both.permute(0, 2, 3, 1, 4)[..., :cells_h, :cells_w]  # (N, u, v, h, w)
     for first, (u, v, count) in _runs(tuple(ks), tuple(us), tuple(vs)):
         out[:, first : first + count].copy_(grid[:, u, v : v + count])
@@ -298,6 +299,8 @@ def stencil_dct(
     height, width = images.shape[-2:]
     out_h, out_w = resize if resize is not None else (height, width)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
+    # uint8 pixels cannot leave int16's range (|coefficient| <= 1024): only other cases clamp.
+    clamp = not (images.dtype == torch.uint8 and dtype == torch.int16 and steps is None)
     cell = cell_size(luma_upscale)
     out_shape = (images.shape[0], len(selection), -(-int(out_h) // cell), -(-int(out_w) // cell))
     out = torch.empty(out_shape, dtype=dtype, device=planes.device)
@@ -307,6 +310,6 @@ def stencil_dct(
         rows = (int(height), chroma, int(out_h), bool(vflip), luma_upscale)
         cols = (int(width), chroma, int(out_w), bool(hflip), luma_upscale)
         part = None if steps is None else steps[first : first + len(ks)]
-        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
+        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part, clamp)
         first += len(ks)
     return out
