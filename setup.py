@@ -11,32 +11,43 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
-class OptionalBuildExt(build_ext):
-    """Build freqdet._jpeg (the JPEG coefficient reader) if libjpeg's headers are there.
+# What each optional C extension gives, and what is lost without it.
+EXTENSIONS = {
+    "freqdet._jpeg": (
+        "the JPEG coefficient reader",
+        "INPUT.DCT.SOURCE 'jpeg' will be unavailable. Install libjpeg's headers (Debian: apt-get install "
+        "libjpeg-dev) and reinstall to get it.",
+    ),
+    "freqdet._banded": (
+        "the frequency transform's CPU kernel",
+        "the data loader will use the transform's torch path (the same numbers, slower). Install a C "
+        "compiler and Python's headers (Debian: apt-get install gcc python3-dev) and reinstall to get it.",
+    ),
+}
 
-    Without it freqdet works; only INPUT.DCT.SOURCE "jpeg" (the compressed-domain path)
-    is unavailable, and says how to get it (apt-get install libjpeg-dev, then reinstall).
+
+class OptionalBuildExt(build_ext):
+    """Build the C extensions where a compiler (and, for freqdet._jpeg, libjpeg's headers) is there.
+
+    Without them freqdet works: see EXTENSIONS for what each one adds.
     """
 
     def run(self):
         try:
             super().run()
         except Exception as e:  # setuptools raises several unrelated types for a failed compile
-            self._warn(e)
+            self._warn(None, e)
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as e:
-            self._warn(e)
+            self._warn(ext.name, e)
 
     @staticmethod
-    def _warn(error):
-        sys.stderr.write(
-            f"freqdet: not building the JPEG coefficient reader ({error}); INPUT.DCT.SOURCE 'jpeg' "
-            "will be unavailable. Install libjpeg's headers (Debian: apt-get install libjpeg-dev) "
-            "and reinstall to get it.\n"
-        )
+    def _warn(name, error):
+        what, loss = EXTENSIONS.get(name, ("the C extensions", "freqdet falls back to its Python paths."))
+        sys.stderr.write(f"freqdet: not building {what} ({error}); {loss}\n")
 
 
 def version() -> str:
@@ -56,7 +67,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
-    ext_modules=[Extension("freqdet._jpeg", ["freqdet/csrc/jpeg_coefficients.c"], libraries=["jpeg"])],
+    ext_modules=[
+        Extension("freqdet._jpeg", ["freqdet/csrc/jpeg_coefficients.c"], libraries=["jpeg"]),
+        Extension("freqdet._banded", ["freqdet/csrc/banded_dct.c"], extra_compile_args=["-O3"]),
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[
         "torch",

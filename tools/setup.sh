@@ -8,7 +8,8 @@
 #   4. Detectron2: the importable one if there is one, else the fallback in
 #      tools/d2_fallback/ (Detectron2 0.6's Python sources, no C++ extension);
 #   5. freqdet itself (pip install -e .[test]) with PyTurboJPEG matched to the library, and
-#      its JPEG coefficient reader (a small C extension; libjpeg's headers installed when root).
+#      its two small C extensions: the JPEG coefficient reader (libjpeg's headers installed
+#      when root) and the frequency transform's CPU kernel.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 STAMP="$VENV/.freqdet-setup"
@@ -154,6 +155,7 @@ main() {
   fi
   has_turbojpeg_lib || summary="$summary; TurboJPEG library missing, JPEGs decode with Pillow"
   "$PY" -c 'import freqdet._jpeg' 2>/dev/null || summary="$summary; JPEG coefficient reader not built"
+  "$PY" -c 'import freqdet._banded' 2>/dev/null || summary="$summary; CPU transform kernel not built (torch path used)"
   printf '%s\n%s\n' "$fp" "$summary" >"$STAMP"
   log "done: $summary"
 }

@@ -10,12 +10,16 @@ window of image rows (columns), and coefficient (u, v) of cell (i, j) is
     sum_{r, c} Wrow[u, i, r] * Wcol[v, j, c] * P[index_row[i, r], index_col[j, c]]
 
 with P the level-shifted Y, Cb or Cr plane (cells of 4 pixels for detection, 8 for the
-classification input, ``luma_upscale=1``). :func:`stencil_dct` applies it with a row
-pass (every needed u at once) and a column pass (every needed v of those): only the
-frequencies of kept channels are computed, no upscaled or resized image is ever built, and a resize
-costs nothing more. Both passes are sparse matrix products (each operator row has a
-handful of taps). Without a resize, the window is 6 pixels at a stride of 4 and the
-weights are the same for every cell (:func:`stencil_kernels`).
+classification input, ``luma_upscale=1``). :func:`stencil_dct` applies it with a
+column pass (every needed v at once) and a row pass (every needed u of those): only the
+frequencies of kept channels are computed, no upscaled or resized image is ever built,
+and a resize costs nothing more. On a CPU both passes run in a C kernel
+(``freqdet._banded``, ``freqdet/csrc/banded_dct.c``) that writes the wire dtype
+directly; elsewhere, and where the kernel was not built, each pass is one batched torch
+product of small dense blocks (:class:`BandedOperator`: 8 cells and the contiguous input
+rows they read). Neither uses sparse tensors, which fail in DataLoader workers forked
+from a process using CUDA. Without a resize, the window is 6 pixels at a stride of 4 and
+the weights are the same for every cell (:func:`stencil_kernels`).
 
 The tests hold :func:`stencil_dct` equal to :func:`freqdet.dct.upscaled_dct` to float
 tolerance, with and without a resize (against the image resized by the same filter in
@@ -33,6 +37,11 @@ from .channels import resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
 from .pipeline import LUMA_UPSCALE, cell_size
 from .transform import DCT_MATRIX, LEVEL_SHIFT
+
+try:  # the CPU kernel of the two passes (setup.py builds it where a C compiler is)
+    from .. import _banded
+except ImportError:
+    _banded = None
 
 
 def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
@@ -234,6 +243,28 @@ def _runs(ks: Tuple[int, ...], us: Tuple[int, ...], vs: Tuple[int, ...]) -> List
     return runs
 
 
+@lru_cache(maxsize=2048)
+def _kernel_operator(n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int,
+                     freqs: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`axis_operator` for some frequencies as the CPU kernel takes it: (cells, window)
+    int64 input indices and (len(freqs), cells, window) float32 weights."""
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
+    return np.ascontiguousarray(op.index), np.ascontiguousarray(op.weights[list(freqs)], dtype=np.float32)
+
+
+def _apply_kernel(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
+                  steps: Optional[Sequence[float]]) -> None:
+    """:func:`_apply` by the C kernel (``freqdet._banded``), image by image, straight into ``out``."""
+    us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
+    row_index, row_weights = _kernel_operator(*rows, tuple(us))
+    col_index, col_weights = _kernel_operator(*cols, tuple(vs))
+    pairs = np.array([[us.index(k // 8), vs.index(k % 8)] for k in ks], dtype=np.int32)
+    scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
+    for n in range(plane.shape[0]):
+        _banded.banded_dct(plane[n].contiguous().numpy(), col_index, col_weights, row_index, row_weights, pairs,
+                           scales, out[n].numpy())
+
+
 def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
            steps: Optional[Sequence[float]] = None, clamp: bool = True) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
@@ -242,9 +273,13 @@ def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out
     pass makes every needed v, a row pass every needed u of those, each one batched
     product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
-    integer ``out`` gets them rounded to nearest (half to even) and, with ``clamp``,
-    clamped to +-its dtype's max before that copy, which converts them.
+    integer ``out`` gets them rounded to nearest and, with ``clamp``, clamped to +-its
+    dtype's max before that copy, which converts them. On a CPU the C kernel does all
+    of it (:func:`_apply_kernel`; it always clamps, and rounds exact halves away from
+    zero where torch rounds them to even: the only difference, and a measure-zero one).
     """
+    if _banded is not None and plane.device.type == "cpu":
+        return _apply_kernel(plane, rows, cols, ks, out, steps)
     us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
     device = str(plane.device)
     row_op, col_op = banded_operator(*rows, tuple(us), device), banded_operator(*cols, tuple(vs), device)
