@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +56,13 @@ static void release(Buffer *buffers, int count) {
 #define VECTOR_CLONES
 #endif
 
-static inline float round_clamp(float x, float limit) {
-    x = x + (x >= 0.0f ? 0.5f : -0.5f);
-    return x > limit ? limit : (x < -limit ? -limit : x);
+/* Round to nearest (halves away from zero) and clamp to +-limit, without branches so that
+ * the loops below compile to vector instructions. */
+static inline int32_t round_clamp(float x, float limit) {
+    x = x + copysignf(0.5f, x);
+    x = x < -limit ? -limit : x;
+    x = x > limit ? limit : x;
+    return (int32_t)x;
 }
 
 static inline void axpy(float *restrict acc, const float *restrict source, float weight, Py_ssize_t n) {
@@ -129,6 +134,22 @@ VECTOR_CLONES static void compute(const float *plane, Py_ssize_t H, Py_ssize_t W
     }
 }
 
+/* Scratch memory kept between calls (per thread: the kernel runs without the GIL), so that
+ * a data loader's stream of images does not pay fresh pages on every call. */
+static _Thread_local float *scratch_memory[4];
+static _Thread_local size_t scratch_size[4];
+
+static float *scratch_buffer(int k, size_t count) {
+    if (count > scratch_size[k]) {
+        float *grown = realloc(scratch_memory[k], sizeof(float) * (count + count / 4));
+        if (!grown)
+            return NULL;
+        scratch_memory[k] = grown;
+        scratch_size[k] = count + count / 4;
+    }
+    return scratch_memory[k];
+}
+
 static PyObject *banded_dct(PyObject *self, PyObject *args) {
     PyObject *objects[8];
     if (!PyArg_ParseTuple(args, "OOOOOOOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4],
@@ -188,20 +209,18 @@ static PyObject *banded_dct(PyObject *self, PyObject *args) {
             return NULL;
         }
 
-    float *transposed = malloc(sizeof(float) * W * H);      /* P^T: W x H */
-    float *across_t = malloc(sizeof(float) * cw * nv * H);  /* pass 1, (j, v, h) */
-    float *across = malloc(sizeof(float) * H * nv * cw);    /* pass 1, (h, v, j) */
-    float *row = malloc(sizeof(float) * C * cw);
-    if (!transposed || !across_t || !across || !row) {
-        free(transposed), free(across_t), free(across), free(row);
-        release(b, 8);
-        return PyErr_NoMemory();
-    }
+    const size_t sizes[4] = {(size_t)(W * H), (size_t)(cw * nv * H), (size_t)(H * nv * cw), (size_t)(C * cw)};
+    float *scratch[4];
+    for (int k = 0; k < 4; k++)
+        if (!(scratch[k] = scratch_buffer(k, sizes[k]))) {
+            release(b, 8);
+            return PyErr_NoMemory();
+        }
+    float *transposed = scratch[0], *across_t = scratch[1], *across = scratch[2], *row = scratch[3];
     Py_BEGIN_ALLOW_THREADS
     compute(plane, H, W, col_index, col_weights, cw, wc, nv, row_index, row_weights, ch, wr, pairs, scales, C, kind,
             b[OUT].view.buf, transposed, across_t, across, row);
     Py_END_ALLOW_THREADS
-    free(transposed), free(across_t), free(across), free(row);
     release(b, 8);
     Py_RETURN_NONE;
 }
