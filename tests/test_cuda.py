@@ -35,10 +35,10 @@ def test_transform_on_the_gpu_gives_the_cpu_paths_numbers(demo_dicts, wire):
         a = cpu_model.preprocess_image([shipped])
         b = gpu_model.preprocess_image([pixels])
         assert b.tensor.is_cuda and a.image_sizes == b.image_sizes
-        # The GPU resizes in float and rounds as Pillow does; the CPU's uint8 kernel rounds
-        # in fixed point: a few pixels (and the coefficients over them) may differ a little.
+        # The same operators in float32 on both sides (the CPU's C kernel, the GPU's batched
+        # products): only the summation order differs, which can tip a rounding tie by one unit.
         difference = (a.tensor - b.tensor.cpu()).abs() * 50.0  # back in coefficient units
-        assert difference.mean() < 0.02 and difference.max() <= 8 + 1e-3
+        assert difference.mean() < 1e-3 and difference.max() <= 1 + 1e-2
 
 
 def test_shipped_coefficients_train_on_the_gpu(demo_dicts):

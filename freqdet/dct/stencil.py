@@ -228,19 +228,28 @@ def _exact_float32(device: torch.device):
             torch.backends.cuda.matmul.allow_tf32 = True
 
 
+class _Frequencies(NamedTuple):
+    """What the passes need to know of a component's channels ``ks`` (k = 8u + v, ascending)."""
+
+    us: Tuple[int, ...]  # the vertical frequencies needed, ascending
+    vs: Tuple[int, ...]  # the horizontal ones
+    pairs: np.ndarray  # (len(ks), 2) int32: each channel's positions in us and vs
+    runs: Tuple[Tuple[int, int, int, int], ...]  # (first channel, u position, first v position, count)
+
+
 @lru_cache(maxsize=None)
-def _runs(ks: Tuple[int, ...], us: Tuple[int, ...], vs: Tuple[int, ...]) -> List[Tuple[int, Tuple[int, int, int]]]:
-    """Channels ``ks`` as runs of consecutive (u, v) positions in the (u, v) grid: (first
-    channel, (u position, first v position, count)), so each run is one copy."""
-    runs: List[Tuple[int, Tuple[int, int, int]]] = []
-    for c, k in enumerate(ks):
-        u, v = us.index(k // 8), vs.index(k % 8)
-        if runs and runs[-1][1][0] == u and sum(runs[-1][1][1:]) == v:
-            first, (u0, v0, count) = runs[-1]
-            runs[-1] = (first, (u0, v0, count + 1))
+def _frequencies(ks: Tuple[int, ...]) -> _Frequencies:
+    """Computed once per channel set: the passes run per image. ``runs`` groups channels
+    with consecutive (u, v) positions, so that each run is one copy."""
+    us, vs = tuple(sorted({k // 8 for k in ks})), tuple(sorted({k % 8 for k in ks}))
+    pairs = np.array([[us.index(k // 8), vs.index(k % 8)] for k in ks], dtype=np.int32).reshape(-1, 2)
+    runs: List[List[int]] = []
+    for c, (u, v) in enumerate(pairs.tolist()):
+        if runs and runs[-1][1] == u and runs[-1][2] + runs[-1][3] == v:
+            runs[-1][3] += 1
         else:
-            runs.append((c, (u, v, 1)))
-    return runs
+            runs.append([c, u, v, 1])
+    return _Frequencies(us, vs, pairs, tuple(tuple(run) for run in runs))
 
 
 @lru_cache(maxsize=2048)
@@ -255,53 +264,52 @@ def _kernel_operator(n_in: int, chroma: bool, n_out: int, flip: bool, luma_upsca
 def _apply_kernel(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
                   steps: Optional[Sequence[float]]) -> None:
     """:func:`_apply` by the C kernel (``freqdet._banded``), image by image, straight into ``out``."""
-    us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
-    row_index, row_weights = _kernel_operator(*rows, tuple(us))
-    col_index, col_weights = _kernel_operator(*cols, tuple(vs))
-    pairs = np.array([[us.index(k // 8), vs.index(k % 8)] for k in ks], dtype=np.int32)
+    freqs = _frequencies(tuple(ks))
+    row_index, row_weights = _kernel_operator(*rows, freqs.us)
+    col_index, col_weights = _kernel_operator(*cols, freqs.vs)
     scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
     for n in range(plane.shape[0]):
-        _banded.banded_dct(plane[n].contiguous().numpy(), col_index, col_weights, row_index, row_weights, pairs,
-                           scales, out[n].numpy())
+        _banded.banded_dct(plane[n].contiguous().numpy(), col_index, col_weights, row_index, row_weights,
+                           freqs.pairs, scales, out[n].numpy())
 
 
 def _apply(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
-           steps: Optional[Sequence[float]] = None, clamp: bool = True) -> None:
+           steps: Optional[Sequence[float]] = None) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
     ``rows`` and ``cols`` are the :func:`axis_operator` arguments of each axis. A column
     pass makes every needed v, a row pass every needed u of those, each one batched
     product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
-    integer ``out`` gets them rounded to nearest and, with ``clamp``, clamped to +-its
-    dtype's max before that copy, which converts them. On a CPU the C kernel does all
-    of it (:func:`_apply_kernel`; it always clamps, and rounds exact halves away from
-    zero where torch rounds them to even: the only difference, and a measure-zero one).
+    integer ``out`` gets them rounded to nearest and clamped to +-its dtype's max before
+    that copy, which converts them. On a CPU the C kernel does all of it
+    (:func:`_apply_kernel`; it rounds exact halves away from zero where torch rounds them
+    to even: the only difference, and a measure-zero one).
     """
     if _banded is not None and plane.device.type == "cpu":
         return _apply_kernel(plane, rows, cols, ks, out, steps)
-    us, vs = sorted({k // 8 for k in ks}), sorted({k % 8 for k in ks})
+    freqs = _frequencies(tuple(ks))
+    us, vs = freqs.us, freqs.vs
     device = str(plane.device)
-    row_op, col_op = banded_operator(*rows, tuple(us), device), banded_operator(*cols, tuple(vs), device)
+    row_op, col_op = banded_operator(*rows, us, device), banded_operator(*cols, vs, device)
     n, cells_h, cells_w = plane.shape[0], out.shape[-2], out.shape[-1]
     across = _banded_product(col_op, plane.transpose(1, 2).contiguous())  # (N, padded cells_w, v, H)
     across = across.permute(0, 3, 2, 1).reshape(n, plane.shape[1], -1)  # (N, H, v * padded cells_w)
     divisors = None
     if steps is not None:
         divisors = torch.ones(len(us), len(vs), dtype=plane.dtype)
-        for k, step in zip(ks, steps):
-            divisors[us.index(k // 8), vs.index(k % 8)] = step
+        for (u, v), step in zip(freqs.pairs.tolist(), steps):
+            divisors[u, v] = step
         divisors = divisors.to(plane.device).view(1, 1, len(us), len(vs), 1)
     both = _banded_product(row_op, across)  # (N, padded cells_h, u, v * padded cells_w)
     both = both.view(n, both.shape[1], len(us), len(vs), -1)
     if divisors is not None:
         both.div_(divisors)
     if not out.dtype.is_floating_point:
-        both.round_()
-        if clamp:
-            both.clamp_(-torch.iinfo(out.dtype).max, torch.iinfo(out.dtype).max)
+        limit = torch.iinfo(out.dtype).max
+        both.round_().clamp_(-limit, limit)
     grid = both.permute(0, 2, 3, 1, 4)[..., :cells_h, :cells_w]  # (N, u, v, h, w)
-    for first, (u, v, count) in _runs(tuple(ks), tuple(us), tuple(vs)):
+    for first, u, v, count in freqs.runs:
         out[:, first : first + count].copy_(grid[:, u, v : v + count])
 
 
@@ -324,8 +332,8 @@ def stencil_dct(
     classification input on ceil(h/8) x ceil(w/8) cells) of the images after an optional
     resize to ``resize = (h, w)`` with Pillow's bilinear filter and optional flips of the
     result, computing only the selected channels. ``steps`` (one per selected channel)
-    divide the coefficients, and an integer ``dtype`` rounds them to nearest within the
-    same pass: the wire formats (:func:`freqdet.dct.wire.encode`) without a float copy.
+    divide the coefficients, and an integer ``dtype`` rounds them to nearest and clamps
+    them: the wire formats (:func:`freqdet.dct.wire.encode`).
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
@@ -334,8 +342,6 @@ def stencil_dct(
     height, width = images.shape[-2:]
     out_h, out_w = resize if resize is not None else (height, width)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
-    # uint8 pixels cannot leave int16's range (|coefficient| <= 1024): only other cases clamp.
-    clamp = not (images.dtype == torch.uint8 and dtype == torch.int16 and steps is None)
     cell = cell_size(luma_upscale)
     out_shape = (images.shape[0], len(selection), -(-int(out_h) // cell), -(-int(out_w) // cell))
     out = torch.empty(out_shape, dtype=dtype, device=planes.device)
@@ -345,6 +351,6 @@ def stencil_dct(
         rows = (int(height), chroma, int(out_h), bool(vflip), luma_upscale)
         cols = (int(width), chroma, int(out_w), bool(hflip), luma_upscale)
         part = None if steps is None else steps[first : first + len(ks)]
-        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part, clamp)
+        _apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
         first += len(ks)
     return out

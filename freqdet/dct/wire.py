@@ -63,8 +63,8 @@ def encode(
     (``luma_upscale=1``: the classification input on ceil(h/8) x ceil(w/8) cells).
 
     :func:`freqdet.dct.stencil.stencil_dct` of the selected channels (with the optional
-    resize and flips it absorbs), divided by the int8 steps and rounded within its last
-    pass, so no float copy of the output is made.
+    resize and flips it absorbs), divided by the int8 steps and rounded by the transform
+    itself (on a CPU its C kernel writes the wire dtype directly).
     """
     _check(dtype)
     if dtype == "int8" and luma_upscale != LUMA_UPSCALE:
