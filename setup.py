@@ -13,12 +13,12 @@ from setuptools.command.build_ext import build_ext
 
 # What each optional C extension gives, and what is lost without it.
 EXTENSIONS = {
-    "freqdet._jpeg": (
+    "freqdet.io._jpeg": (
         "the JPEG coefficient reader",
         "INPUT.DCT.SOURCE 'jpeg' will be unavailable. Install libjpeg's headers (Debian: apt-get install "
         "libjpeg-dev) and reinstall to get it.",
     ),
-    "freqdet._banded": (
+    "freqdet.dct._banded": (
         "the frequency transform's CPU kernel",
         "the data loader will use the transform's torch path (the same numbers, slower). Install a C "
         "compiler and Python's headers (Debian: apt-get install gcc python3-dev) and reinstall to get it.",
@@ -27,7 +27,7 @@ EXTENSIONS = {
 
 
 class OptionalBuildExt(build_ext):
-    """Build the C extensions where a compiler (and, for freqdet._jpeg, libjpeg's headers) is there.
+    """Build the C extensions where a compiler (and, for freqdet.io._jpeg, libjpeg's headers) is there.
 
     Without them freqdet works: see EXTENSIONS for what each one adds.
     """
@@ -68,8 +68,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
     ext_modules=[
-        Extension("freqdet._jpeg", ["freqdet/csrc/jpeg_coefficients.c"], libraries=["jpeg"]),
-        Extension("freqdet._banded", ["freqdet/csrc/banded_dct.c"], extra_compile_args=["-O3"]),
+        Extension("freqdet.io._jpeg", ["freqdet/io/jpeg_coefficients.c"], libraries=["jpeg"]),
+        Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[

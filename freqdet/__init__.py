@@ -1,22 +1,25 @@
 """freqdet: Detectron2 models that learn in the frequency domain (Xu et al., CVPR 2020).
 
-:mod:`freqdet.dct` holds the frequency math (numpy/torch only); :func:`read_image` decodes
-JPEGs with libjpeg-turbo and raises :class:`ImageDecodeError` for files it cannot decode.
-Where Detectron2 is installed, ``import freqdet`` also registers the frequency-domain
-backbone and meta-architecture and the demo datasets, and exports
+One rule: only :mod:`freqdet.detection` imports Detectron2. The rest works without it:
+:mod:`freqdet.dct` (the frequency math), :mod:`freqdet.io` (reading images and JPEG
+coefficients), :mod:`freqdet.stats` and :mod:`freqdet.normalization` (per-channel
+statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo data) and
+:mod:`freqdet.classification` (the companion classifier trainer).
+
+:func:`read_image` decodes JPEGs with libjpeg-turbo and raises :class:`ImageDecodeError`
+for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` also imports
+:mod:`freqdet.detection`, which registers the plug-in, and exports
 :func:`add_freqdet_config` and :class:`DCTDatasetMapper`.
 """
 import importlib.util
 
-from .image_io import ImageDecodeError, read_image
+from .io import ImageDecodeError, read_image
 
 __version__ = "0.1.0"
 
 __all__ = ["ImageDecodeError", "read_image", "__version__"]
 
 if importlib.util.find_spec("detectron2") is not None:
-    from . import data, modeling  # noqa: F401  (registers into Detectron2's registries)
-    from .config import add_freqdet_config
-    from .data import DCTDatasetMapper
+    from .detection import DCTDatasetMapper, add_freqdet_config
 
     __all__ += ["add_freqdet_config", "DCTDatasetMapper"]

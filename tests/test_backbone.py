@@ -7,7 +7,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone
 
 import freqdet
-from freqdet.dct import batched
+from freqdet.dct import separable_dct
 
 
 def configs(**resnets):
@@ -23,8 +23,8 @@ def configs(**resnets):
 
 
 def test_registered():
-    assert BACKBONE_REGISTRY.get("build_resnet_dct_fpn_backbone") is freqdet.modeling.build_resnet_dct_fpn_backbone
-    assert BACKBONE_REGISTRY.get("build_resnet_dct_backbone") is freqdet.modeling.build_resnet_dct_backbone
+    assert BACKBONE_REGISTRY.get("build_resnet_dct_fpn_backbone") is freqdet.detection.backbone.build_resnet_dct_fpn_backbone
+    assert BACKBONE_REGISTRY.get("build_resnet_dct_backbone") is freqdet.detection.backbone.build_resnet_dct_backbone
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def test_shapes_and_strides_match_stock_r50_fpn(photo_rgb, size):
     padded = (-(-h // 32) * 32, -(-w // 32) * 32)  # what SIZE_DIVISIBILITY does to the pixel image
     pixels = torch.zeros(1, 3, *padded)
     pixels[:, :, :h, :w] = torch.from_numpy(photo_rgb[:h, :w].copy()).permute(2, 0, 1)
-    dct = batched.upscaled_dct(pixels, 24, "RGB")
+    dct = separable_dct(pixels, 24, "RGB")
     assert dct.shape[-2:] == (padded[0] // 4, padded[1] // 4)
     out_stock, out_ours = stock(pixels), ours(dct)
     assert {k: v.shape for k, v in out_stock.items()} == {k: v.shape for k, v in out_ours.items()}

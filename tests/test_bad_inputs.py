@@ -20,7 +20,7 @@ from detectron2.data import detection_utils
 from PIL import Image
 
 from freqdet import DCTDatasetMapper, ImageDecodeError, read_image
-from freqdet.compressed import read_jpeg_coefficients
+from freqdet.io import read_jpeg_coefficients
 from freqdet.dct import upscaled_dct
 
 from helpers import small_cfg

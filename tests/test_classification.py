@@ -13,15 +13,11 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import freqdet
-from freqdet.channel_gate import ChannelGate
 from freqdet.classification import build_classifier
+from freqdet.classification.convert import official_to_classifier, torchvision_to_classifier
 from freqdet.dct import channel_indices
-from freqdet.classification.convert import (
-    classifier_to_detectron2,
-    detectron2_backbone_report,
-    official_to_classifier,
-    torchvision_to_classifier,
-)
+from freqdet.detection.convert import classifier_to_detectron2, detectron2_backbone_report
+from freqdet.gate import ChannelGate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,7 +59,7 @@ def test_classifier_to_detectron2_fills_the_backbone(channels, gate):
     assert torch.equal(state["backbone.bottom_up.res2.0.conv1.weight"], classifier.layer1[0].conv1.weight)
     assert torch.equal(state["backbone.bottom_up.res5.2.conv3.norm.running_var"], classifier.layer4[2].bn3.running_var)
     assert torch.equal(state["backbone.bottom_up.res3.0.shortcut.weight"], classifier.layer2[0].downsample[0].weight)
-    assert torch.equal(state["dct_mean"].flatten(), torch.arange(channels, dtype=torch.float32))
+    assert torch.equal(state["normalization.mean"].flatten(), torch.arange(channels, dtype=torch.float32))
     if gate:
         assert torch.equal(state["backbone.bottom_up.stem.gate.logits.bias"], classifier.input.gate.logits.bias)
 
@@ -75,7 +71,8 @@ def test_torchvision_rgb_resnet50_becomes_a_dct_backbone():
     assert {"conv1.weight", "bn1.weight"} <= set(report.dropped)
     model = build_classifier("resnet50", 1000, 24)
     incompatible = model.load_state_dict(classifier_state, strict=False)
-    assert set(incompatible.missing_keys) == {"input.dct_mean", "input.dct_std"} and not incompatible.unexpected_keys
+    assert set(incompatible.missing_keys) == {"input.normalization.mean", "input.normalization.std"}
+    assert not incompatible.unexpected_keys
     assert torch.equal(model.layer3[1].conv2.weight, rgb["layer3.1.conv2.weight"])
     converted, _ = classifier_to_detectron2(classifier_state)
     assert detectron2_backbone_report(detector(24), converted)[::2] == ([], [])
@@ -85,10 +82,10 @@ def test_a_converted_checkpoint_records_its_channels_and_is_checked_against_the_
     classifier = build_classifier("resnet50", 10, 24)
     checkpoint = {"model": classifier.state_dict(), "channels": list(channel_indices(24))}
     converted, report = classifier_to_detectron2(checkpoint)
-    assert converted["dct_channels"].tolist() == list(channel_indices(24))
+    assert converted["normalization.selected"].nonzero().flatten().tolist() == list(channel_indices(24))
     assert detectron2_backbone_report(detector(24), converted) == ([], [], [])
     _, _, mismatched = detectron2_backbone_report(detector(64), converted)
-    assert {"dct_channels", "backbone.bottom_up.res2.0.conv1.weight"} <= set(mismatched)
+    assert {"normalization.selected", "backbone.bottom_up.res2.0.conv1.weight"} <= set(mismatched)
 
 
 def official_layout(state):

@@ -12,7 +12,8 @@ from detectron2.utils.events import EventStorage
 from PIL import Image
 
 from freqdet import DCTDatasetMapper, ImageDecodeError, read_image
-from freqdet.compressed import grid_coefficients, read_jpeg_coefficients
+from freqdet.dct.wire import decode_file_grid
+from freqdet.io import read_jpeg_coefficients
 from freqdet.dct import block_dct, channel_indices, rgb_to_ycbcr
 
 from helpers import small_cfg
@@ -86,7 +87,7 @@ def test_grayscale_has_zero_chroma_and_selection_keeps_the_grids(photo, tmp_path
 def test_resampling_to_the_training_grid_keeps_flat_values():
     luma = torch.full((2, 10, 8), 40, dtype=torch.int16)
     chroma = torch.full((3, 5, 4), -8, dtype=torch.int16)
-    out = grid_coefficients(luma, chroma, (150, 121))
+    out = decode_file_grid(luma, chroma, (150, 121))
     assert out.shape == (5, 38, 31)
     assert torch.allclose(out[:2], torch.tensor(40.0)) and torch.allclose(out[2:], torch.tensor(-8.0))
 

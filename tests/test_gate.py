@@ -15,7 +15,7 @@ from detectron2.utils.events import EventStorage
 
 import freqdet
 from freqdet import DCTDatasetMapper
-from freqdet.channel_analysis import gate_statistics
+from freqdet.detection.gate import gate_statistics
 
 from helpers import small_cfg
 
@@ -167,7 +167,7 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
     # The rates sum to the channels on per image, counted here by running the gate directly.
     model.eval()
     mapper = DCTDatasetMapper(cfg, False)
-    from freqdet.dct_stats import evenly_spaced
+    from freqdet.stats import evenly_spaced
     from detectron2.data import DatasetCatalog
 
     counted = []
@@ -193,7 +193,7 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
 
 
 def test_the_gate_can_learn_faster_than_the_rest():
-    from freqdet.engine import Trainer
+    from freqdet.detection.engine import Trainer
 
     cfg = gated_cfg("MODEL.DCT.GATE.LR_FACTOR", 10.0, "SOLVER.BASE_LR", 0.02)
     model = build_model(cfg)
@@ -211,7 +211,7 @@ def test_the_gate_is_stored_once_in_checkpoints():
 
 
 def test_a_selection_config_from_the_gated_config_has_no_gate(tmp_path):
-    from freqdet.channel_analysis import write_selection_config
+    from freqdet.detection.gate import write_selection_config
 
     path = write_selection_config([0, 1, 2, 64], str(ROOT / GATED), str(tmp_path / "top4.yaml"))
     cfg = get_cfg()

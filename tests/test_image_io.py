@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import freqdet
-from freqdet import ImageDecodeError, image_io, read_image
+from freqdet import ImageDecodeError, read_image
+from freqdet.io import pixels as image_io
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from detectron2.utils.events import EventStorage
 
 from freqdet import DCTDatasetMapper
 from freqdet.dct import upscaled_idct
-from freqdet.modeling import DCTGeneralizedRCNN
+from freqdet.detection import DCTGeneralizedRCNN
 
 from helpers import small_cfg
 
@@ -66,7 +66,7 @@ def test_normalizes_on_the_device_and_keeps_pixel_sizes(demo_dicts):
         c, h, w = x["dct"].shape
         expected = (x["dct"].float() - torch.arange(24.0).view(-1, 1, 1)) / 2
         assert torch.allclose(images.tensor[i, :, :h, :w], expected)
-    assert torch.equal(model.state_dict()["dct_std"].flatten(), torch.full((24,), 2.0))
+    assert torch.equal(model.state_dict()["normalization.std"].flatten(), torch.full((24,), 2.0))
 
 
 def test_rejects_mismatched_sizes(demo_dicts):

@@ -14,9 +14,9 @@ from detectron2.modeling import build_model
 from PIL import Image
 
 from freqdet import ImageDecodeError
-from freqdet.checkpoint import FreqdetCheckpointer
-from freqdet.data.bad_images import skipped_images
-from freqdet.engine import Trainer
+from freqdet.detection.bad_images import skipped_images
+from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.engine import Trainer
 
 from helpers import small_cfg
 
@@ -82,9 +82,10 @@ def test_raise_stops_at_the_first_bad_file_naming_it(mixed_dataset, tmp_path, wo
 def test_checkpoints_record_and_check_the_channel_selection(tmp_path):
     cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "OUTPUT_DIR", str(tmp_path))
     FreqdetCheckpointer(build_model(cfg), str(tmp_path)).save("model_24")
-    assert torch.load(tmp_path / "model_24.pth", weights_only=False)["model"]["dct_channels"].tolist()[:3] == [0, 1, 2]
+    saved = torch.load(tmp_path / "model_24.pth", weights_only=False)["model"]["normalization.selected"]
+    assert saved.nonzero().flatten().tolist()[:3] == [0, 1, 2]
     other = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", 64)
-    with pytest.raises(ValueError, match=r"model_24.pth was trained on DCT channels .* \(24\), but the config selects .* \(64\)"):
+    with pytest.raises(ValueError, match=r"model_24.pth' were trained on DCT channels .* \(24\), but the model takes .* \(64\)"):
         FreqdetCheckpointer(build_model(other)).load(str(tmp_path / "model_24.pth"))
     triangle = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.PATTERN", "triangle")
     with pytest.raises(ValueError, match="trained on DCT channels"):

@@ -46,7 +46,7 @@ def test_training_writes_checkpoints_and_statistics(run_dir):
     stats = json.loads((run_dir / "dct_stats.json").read_text())
     assert len(stats["mean"]) == len(stats["std"]) == 192 and stats["num_images"] == 8
     weights = torch.load(run_dir / "model_final.pth", map_location="cpu", weights_only=False)
-    assert torch.allclose(weights["model"]["dct_mean"].flatten()[:4], torch.tensor(stats["mean"])[[0, 1, 2, 3]].float())
+    assert torch.allclose(weights["model"]["normalization.mean"].flatten()[:4], torch.tensor(stats["mean"])[[0, 1, 2, 3]].float())
 
 
 def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):

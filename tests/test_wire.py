@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from freqdet.dct import channel_indices, upscaled_dct
-from freqdet.dct.stencil import stencil_kernels
-from freqdet.dct.wire import encode, from_wire, int8_steps
+from freqdet.dct.operators import interior_kernel
+from freqdet.dct.wire import decode, encode, int8_steps
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_int8_error_is_at_most_half_a_step(coeffs):
     selection = channel_indices(64)
     wire = wire_of(image, selection, "int8")
     assert wire.dtype == torch.int8 and wire.element_size() == 1
-    back = from_wire(wire, selection).numpy()
+    back = decode(wire, selection).numpy()
     steps = int8_steps(selection).reshape(-1, 1, 1)
     assert np.all(np.abs(back - reference) <= steps / 2 + 2e-3)
     assert 7.9 < int8_steps([0])[0] < 8.2  # the DC step is about one grey level of a cell's mean
@@ -40,9 +40,9 @@ def test_int8_error_is_at_most_half_a_step(coeffs):
 @pytest.mark.parametrize("index", [0, 9, 27, 63, 64, 73, 191])
 def test_int8_never_clips_even_the_worst_interior_image(index):
     # The image that maximizes one coefficient of an interior cell: extreme pixels in the
-    # sign pattern of its stencil.
+    # sign pattern of its interior kernel.
     component, k = divmod(index, 64)
-    kernel = stencil_kernels(component > 0)
+    kernel = interior_kernel(component > 0)
     sign = np.sign(np.outer(kernel[k // 8], kernel[k % 8]))
     plane = np.full((24, 24), 128.0)
     plane[7:13, 7:13] = np.where(sign > 0, 255.0, 0.0)  # the taps of cell (2, 2)
@@ -54,7 +54,7 @@ def test_int8_never_clips_even_the_worst_interior_image(index):
     reference = upscaled_dct(image, [index], "RGB")
     wire = wire_of(image, [index], "int8")
     assert np.abs(wire.numpy()).max() <= 127
-    np.testing.assert_allclose(from_wire(wire, [index]).numpy(), reference, atol=int8_steps([index])[0] / 2 + 2e-3)
+    np.testing.assert_allclose(decode(wire, [index]).numpy(), reference, atol=int8_steps([index])[0] / 2 + 2e-3)
 
 
 def test_float32_is_the_reference_and_unknown_dtypes_are_refused(coeffs):

@@ -17,15 +17,15 @@ import os
 import sys
 
 import numpy as np
-from freqdet.checkpoint import FreqdetCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
-from freqdet import DCTDatasetMapper
-from freqdet.channel_analysis import gate_statistics, top_k, write_selection_config
-from freqdet.config import load_config
-from freqdet.dct_stats import evenly_spaced
-from freqdet.engine import DatasetNotFoundError, check_datasets
+from freqdet.detection import DCTDatasetMapper
+from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.config import load_config
+from freqdet.detection.engine import DatasetNotFoundError, check_datasets
+from freqdet.detection.gate import gate_statistics, top_k, write_selection_config
+from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
 
 

@@ -37,11 +37,12 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
-import freqdet
-from freqdet import DCTDatasetMapper
-from freqdet.compressed import check_available
-from freqdet.config import load_config
-from freqdet.dct_stats import evenly_spaced
+from freqdet.dct.wire import encode_image
+from freqdet.detection import DCTDatasetMapper
+from freqdet.detection.config import load_config
+from freqdet.detection.inputs import shipped_bytes
+from freqdet.io.coefficients import check_available
+from freqdet.stats import evenly_spaced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,22 +73,21 @@ def base_cfg(config: str, device: str):
 
 
 def mapper_variants(channel_counts, wires):
-    """(name, mapper, keys of the shipped tensors, config) for stock and each DCT variant."""
+    """(name, mapper, config) for stock and each DCT variant."""
     cfg = base_cfg("mask_rcnn_rgb_R50_FPN.yaml", "cpu")
-    variants = [("stock DatasetMapper (uint8 pixels)", DatasetMapper(cfg, True), ("image",), cfg)]
+    variants = [("stock DatasetMapper (uint8 pixels)", DatasetMapper(cfg, True), cfg)]
     for n in channel_counts:
         for wire in wires:
             cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
             cfg.MODEL.DCT.CHANNELS, cfg.INPUT.DCT.WIRE_DTYPE = n, wire
-            variants.append((f"DCT-{n} {wire}", DCTDatasetMapper(cfg, True), ("dct",), cfg))
+            variants.append((f"DCT-{n} {wire}", DCTDatasetMapper(cfg, True), cfg))
     cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
     cfg.MODEL.DCT.TRANSFORM_ON = "device"
-    variants.append(("DCT-24, transform on device (ships decoded pixels)", DCTDatasetMapper(cfg, True), ("image",), cfg))
+    variants.append(("DCT-24, transform on device (ships decoded pixels)", DCTDatasetMapper(cfg, True), cfg))
     if compressed_path_available():
         cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
         cfg.INPUT.DCT.SOURCE = "jpeg"
-        variants.append(("DCT-24 from the JPEG's coefficients (int16, file grid)", DCTDatasetMapper(cfg, True),
-                         ("dct_luma", "dct_chroma"), cfg))
+        variants.append(("DCT-24 from the JPEG's coefficients (int16, file grid)", DCTDatasetMapper(cfg, True), cfg))
     return variants
 
 
@@ -100,10 +100,6 @@ def compressed_path_available() -> bool:
     return True
 
 
-def shipped_bytes(out, keys) -> int:
-    return sum(out[k].numel() * out[k].element_size() for k in keys)
-
-
 def bench_mappers(dicts, variants, rounds: int):
     """Mean seconds per image and bytes per sample of each mapper, interleaved by round."""
     torch.set_num_threads(1)
@@ -113,7 +109,7 @@ def bench_mappers(dicts, variants, rounds: int):
         mapper(copy.deepcopy(dicts[0]))
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[: r % len(variants)]
-        for name, mapper, keys, _ in order:
+        for name, mapper, _ in order:
             np.random.seed(r)
             for d in dicts:
                 d = copy.deepcopy(d)
@@ -121,7 +117,7 @@ def bench_mappers(dicts, variants, rounds: int):
                 out = mapper(d)
                 times[name].append(time.perf_counter() - start)
                 if r == 0:
-                    nbytes[name].append(shipped_bytes(out, keys))
+                    nbytes[name].append(shipped_bytes(out))
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
     return {name: (statistics.fmean(times[name]), statistics.fmean(nbytes[name])) for name in times}
 
@@ -155,7 +151,7 @@ def bench_train_step(device: str, size, steps: int):
     batch = synthetic_batch(*size)
     dct_model = models["DCT-24 R50-FPN"]
     dct_batch = [{**{k: v for k, v in x.items() if k != "image"},
-                  "dct": freqdet.data.encode_dct(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")}
+                  "dct": encode_image(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")}
                  for x in batch]
     inputs = {"stock R50-FPN (RGB)": batch, "DCT-24 R50-FPN": dct_batch}
     times = {name: [] for name in models}
@@ -183,7 +179,7 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
     from torch.utils.data import DataLoader
 
     results = {}
-    for name, mapper, keys, cfg in variants:
+    for name, mapper, cfg in variants:
         cfg = cfg.clone()
         cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cuda", ""
         cfg.MODEL.DCT.MEAN, cfg.MODEL.DCT.STD = [0.0] * 192, [1.0] * 192  # timing only
@@ -199,7 +195,7 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
             for _ in range(epochs):
                 for mapped in loader:
                     model.preprocess_image([mapped])
-                    moved += shipped_bytes(mapped, keys)
+                    moved += shipped_bytes(mapped)
                     count += 1
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start

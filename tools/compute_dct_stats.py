@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-from freqdet.config import load_config
-from freqdet.dct_stats import save_dct_stats
-from freqdet.engine import DatasetNotFoundError, check_datasets, compute_config_stats
+from freqdet.detection.config import load_config
+from freqdet.detection.engine import DatasetNotFoundError, check_datasets, compute_config_stats
+from freqdet.stats import save_stats
 
 
 def main(argv=None) -> int:
@@ -31,9 +31,9 @@ def main(argv=None) -> int:
     except DatasetNotFoundError as e:
         sys.exit(f"error: {e}")
     stats = compute_config_stats(cfg, args.num_images)
-    save_dct_stats(stats, args.output)
-    y_dc = (stats["mean"][0], stats["std"][0])
-    print(json.dumps({"output": args.output, "num_images": stats["num_images"], "Y_DC_mean_std": y_dc}))
+    save_stats(stats, args.output)
+    y_dc = (stats.mean[0], stats.std[0])
+    print(json.dumps({"output": args.output, "num_images": stats.info["num_images"], "Y_DC_mean_std": y_dc}))
     return 0
 
 

@@ -17,12 +17,7 @@ import sys
 
 import torch
 
-from freqdet.classification.convert import (
-    classifier_to_detectron2,
-    official_to_classifier,
-    torchvision_to_classifier,
-    unwrap,
-)
+from freqdet.classification.convert import official_to_classifier, torchvision_to_classifier, unwrap
 
 
 def convert(checkpoint, source: str, target: str, channels: int = None):
@@ -39,6 +34,8 @@ def convert(checkpoint, source: str, target: str, channels: int = None):
     else:
         state = checkpoint if target == "detectron2" else unwrap(checkpoint)  # keeps the recorded channels
     if target == "detectron2":
+        from freqdet.detection.convert import classifier_to_detectron2
+
         state, report = classifier_to_detectron2(state)
         reports.append(("classifier -> detectron2", report))
     return state, reports
@@ -47,8 +44,8 @@ def convert(checkpoint, source: str, target: str, channels: int = None):
 def check_against_config(state, config_file: str, opts):
     from detectron2.modeling import build_model
 
-    from freqdet.classification.convert import detectron2_backbone_report
-    from freqdet.config import load_config
+    from freqdet.detection.config import load_config
+    from freqdet.detection.convert import detectron2_backbone_report
 
     return detectron2_backbone_report(build_model(load_config(config_file, ["MODEL.DEVICE", "cpu", *opts])), state)
 

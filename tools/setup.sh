@@ -25,8 +25,8 @@ pip_install() {
 }
 
 fingerprint() {
-  # Also whether libjpeg's headers are there: installing them later must rebuild freqdet._jpeg.
-  { cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* "$ROOT"/freqdet/csrc/*
+  # Also whether libjpeg's headers are there: installing them later must rebuild freqdet.io._jpeg.
+  { cat "$ROOT/setup.py" "$ROOT/tools/setup.sh" "$ROOT/tools/env.sh" "$ROOT"/tools/d2_fallback/* "$ROOT"/freqdet/dct/*.c "$ROOT"/freqdet/io/*.c
     [ -f /usr/include/jpeglib.h ] && echo "jpeglib.h present"; } | sha256sum | cut -c1-16
 }
 
@@ -51,7 +51,7 @@ ensure_turbojpeg() {
 }
 
 ensure_jpeg_headers() {
-  # For freqdet._jpeg, the compressed-domain path's coefficient reader; optional.
+  # For freqdet.io._jpeg, the compressed-domain path's coefficient reader; optional.
   # jpegtran (libjpeg-turbo-progs) writes the restart-marker JPEGs of the bad-input tests.
   [ -f /usr/include/jpeglib.h ] && command -v jpegtran >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -154,8 +154,8 @@ main() {
     summary="Detectron2 route: existing installation ($d2)"
   fi
   has_turbojpeg_lib || summary="$summary; TurboJPEG library missing, JPEGs decode with Pillow"
-  "$PY" -c 'import freqdet._jpeg' 2>/dev/null || summary="$summary; JPEG coefficient reader not built"
-  "$PY" -c 'import freqdet._banded' 2>/dev/null || summary="$summary; CPU transform kernel not built (torch path used)"
+  "$PY" -c 'import freqdet.io._jpeg' 2>/dev/null || summary="$summary; JPEG coefficient reader not built"
+  "$PY" -c 'import freqdet.dct._banded' 2>/dev/null || summary="$summary; CPU transform kernel not built (torch path used)"
   printf '%s\n%s\n' "$fp" "$summary" >"$STAMP"
   log "done: $summary"
 }

@@ -16,14 +16,15 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
-from freqdet.checkpoint import FreqdetCheckpointer
-from freqdet.config import load_config as config_from_file
-from freqdet.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
-from freqdet.predictions import draw_predictions
+from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.config import load_config
+from freqdet.detection.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
+from freqdet.detection.predictions import draw_predictions
 
 
-def load_config(args):
-    cfg = config_from_file(args.config_file, args.opts)
+def setup_config(args):
+    """The frozen config of the command line: file and KEY VALUE overrides."""
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     return cfg
 
@@ -36,7 +37,7 @@ def draw(cfg, model):
 
 
 def main(args):
-    cfg = load_config(args)
+    cfg = setup_config(args)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
     if args.eval_only:
@@ -59,7 +60,7 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     try:
-        check_config(load_config(args))
+        check_config(setup_config(args))
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     launch(

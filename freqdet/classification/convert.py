@@ -1,4 +1,4 @@
-"""Weight conversions between classifier layouts and Detectron2's frequency-domain backbone.
+"""Weight conversions into this package's classifiers (Detectron2-free).
 
 Every conversion returns the converted state dict and a :class:`Report` of what was
 mapped, re-initialised, dropped or not understood, so nothing changes silently.
@@ -9,17 +9,14 @@ mapped, re-initialised, dropped or not understood, so nothing changes silently.
 - :func:`torchvision_to_classifier`: torchvision's RGB ResNet-50 -> ResNet-50-DCT with C
   input channels: layer1..layer4 reused, the stem dropped, and the two convolutions of
   layer1's first block that read the input re-initialised for C channels.
-- :func:`classifier_to_detectron2`: ResNet-50-DCT -> keys of Detectron2's model
-  (``backbone.bottom_up.res2..res5``, the gate under ``backbone.bottom_up.stem.gate``,
-  the DCT statistics as the meta-architecture's ``dct_mean`` / ``dct_std``), for
-  ``MODEL.WEIGHTS``.
+
+:mod:`freqdet.detection.convert` maps a classifier's keys onto a Detectron2 detector's.
 """
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 import torch
-from torch import nn
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -95,64 +92,3 @@ def torchvision_to_classifier(state: StateDict, channels: int, seed: int = 0) ->
         else:
             report.unmapped.append(key)
     return out, report
-
-
-_BLOCK = re.compile(r"layer([1-4])\.(\d+)\.(.+)")
-_PARTS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "bn1": "conv1.norm", "bn2": "conv2.norm",
-          "bn3": "conv3.norm", "downsample.0": "shortcut", "downsample.1": "shortcut.norm"}
-
-
-def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
-    """ResNet-50-DCT (torchvision names; a state dict or our checkpoint) -> Detectron2 model
-    keys for ``MODEL.WEIGHTS``.
-
-    BatchNorm's ``num_batches_tracked`` is dropped for the backbone (Detectron2 turns
-    its norms into FrozenBN); the classifier's head (``fc``) has no detector counterpart.
-    A checkpoint of ``tools/train_cls.py`` records its channels; they become the
-    detector's ``dct_channels``, which loading checks against the config's selection.
-    """
-    report, out, counters = Report(), {}, 0
-    channels = checkpoint.get("channels") if isinstance(checkpoint, dict) else None
-    if isinstance(channels, (list, tuple)):
-        out["dct_channels"] = torch.tensor([int(c) for c in channels], dtype=torch.long)
-        report.notes.append(f"recorded the classifier's {len(channels)} DCT channels as dct_channels")
-    for key, value in unwrap(checkpoint).items():
-        new = None
-        block = _BLOCK.match(key)
-        if block:
-            stage, index, rest = block.groups()
-            module, _, tensor = rest.rpartition(".")
-            if tensor == "num_batches_tracked":
-                counters += 1
-                continue
-            if module in _PARTS:
-                new = f"backbone.bottom_up.res{int(stage) + 1}.{index}.{_PARTS[module]}.{tensor}"
-        elif key.startswith("input.gate."):
-            new = "backbone.bottom_up.stem.gate." + key[len("input.gate."):]
-        elif key in ("input.dct_mean", "input.dct_std"):
-            new = key[len("input."):]
-        elif key.startswith("fc."):
-            report.dropped.append(key)
-            continue
-        if new is None:
-            report.unmapped.append(key)
-            continue
-        out[new] = value
-        report.mapped.append((key, new))
-    if counters:
-        report.notes.append(f"left out {counters} BatchNorm num_batches_tracked counters (FrozenBN has none)")
-    return out, report
-
-
-def detectron2_backbone_report(model: nn.Module, converted: StateDict) -> Tuple[List[str], List[str], List[str]]:
-    """(missing, unexpected, mismatched) keys if ``converted`` were loaded into a Detectron2 model.
-
-    Missing and unexpected: backbone keys. Mismatched: keys present in both with other
-    shapes (another channel count), and ``dct_channels`` if the selections differ.
-    """
-    state = model.state_dict()
-    expected = {k for k in state if k.startswith("backbone.bottom_up.")}
-    given = {k for k in converted if k.startswith("backbone.bottom_up.")}
-    mismatched = [k for k in sorted(set(state) & set(converted)) if state[k].shape != converted[k].shape
-                  or (k == "dct_channels" and not torch.equal(state[k], converted[k]))]
-    return sorted(expected - given), sorted(given - expected), mismatched

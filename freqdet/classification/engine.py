@@ -1,7 +1,6 @@
 """The classification training loop: SGD with cosine or step decay, label smoothing, AMP on GPU,
 top-1/top-5, atomic checkpoints with resume, progress bars, and DistributedDataParallel when
 launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs)."""
-import json
 import logging
 import math
 import os
@@ -14,11 +13,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..channel_gate import ChannelGate
-from ..dct_stats import RunningStats, evenly_spaced
 from ..dct import resolve_channels
+from ..demo import prepare_demo_folder
 from ..files import write_atomically
-from .data import DCTCropTransform, image_folder, prepare_demo_folder, rgb_transform
+from ..gate import ChannelGate
+from ..stats import compute_stats, load_matching, save_stats
+from .data import DCTCropTransform, image_folder, rgb_transform
 from .models import DCT_CROP, RGB_CROP, build_classifier
 
 logger = logging.getLogger("freqdet.classification")
@@ -61,7 +61,7 @@ class ClassificationTrainer:
         self.train_set = image_folder(os.path.join(root, "train"), transforms[0], self.dct)
         self.val_set = image_folder(os.path.join(root, "val"), transforms[1], self.dct)
         gate = ChannelGate(len(self.channels), init_on=args.gate_init_on) if args.gate else None
-        model = build_classifier(args.arch, len(self.train_set.classes), len(self.channels) if self.dct else None, gate)
+        model = build_classifier(args.arch, len(self.train_set.classes), self.channels, gate)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                                          weight_decay=args.weight_decay, nesterov=args.momentum > 0)
@@ -86,20 +86,13 @@ class ClassificationTrainer:
         """Per-channel mean/std over training images (centre crops), cached in the output folder
         and recomputed when the cached ones are for other channels or another crop."""
         path = os.path.join(self.args.output, "dct_stats.json")
-        if self.rank == 0 and not self._stats_match(path):
+        if self.rank == 0 and load_matching(path, self.channels, crop=self.crop) is None:
             transform = DCTCropTransform(self.crop, self.channels, train=False)
-            stats = RunningStats(len(self.channels))
-            paths = evenly_spaced([p for p, _ in self.train_set.samples], self.args.stats_images)
-            for p in tqdm(paths, desc="DCT statistics", unit="img", mininterval=2.0):
-                stats.update(transform(p).numpy())
-            mean, std = stats.result()
-            stats = {"channels": list(self.channels), "crop": self.crop, "mean": mean.tolist(), "std": std.tolist()}
-            write_atomically(path, lambda f: f.write(json.dumps(stats).encode()))
+            stats = compute_stats([p for p, _ in self.train_set.samples], transform, self.channels, self.args.stats_images)
+            save_stats(stats._replace(info={**stats.info, "crop": self.crop}), path)
         if self.world > 1:
             dist.barrier()
-        with open(path) as f:
-            stats = json.load(f)
-        return stats["mean"], stats["std"]
+        return load_matching(path, self.channels, crop=self.crop).pick(self.channels, path)
 
     def lr_at(self, epoch: float) -> float:
         args = self.args
@@ -185,16 +178,6 @@ class ClassificationTrainer:
         if self.world > 1:
             dist.all_reduce(totals)
         return {"top1": 100 * totals[0].item() / totals[2].item(), "top5": 100 * totals[1].item() / totals[2].item()}
-
-    def _stats_match(self, path: str) -> bool:
-        if not os.path.exists(path):
-            return False
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get("channels") == list(self.channels) and cached.get("crop") == self.crop:
-            return True
-        logger.info(f"{path} holds statistics of other channels or another crop; recomputing them")
-        return False
 
     def checkpoint(self, epoch: int, results: Dict) -> None:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

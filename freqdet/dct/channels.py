@@ -1,9 +1,13 @@
-"""Frequency channels: naming, selection patterns and validation.
+"""The channel layout: naming, selection patterns, validation, and the grid channels live on.
 
 Within a colour component, channel ``k = 8 * u + v`` holds coefficient (u, v) of every
 block (u vertical, v horizontal frequency; row-major, not zigzag). Across components the
 global index is ``64 * component + k`` with Y = 0, Cb = 1, Cr = 2, so 0..191. A selection
 is a sorted tuple of global indices.
+
+Grid: the detection input takes Y upscaled 2x (``LUMA_UPSCALE``), so one 8x8 block covers
+``CELL`` = 4 pixels of the image along each axis, res2's stride; the classification input
+takes Y as it is (``luma_upscale=1``), 8 pixels a cell.
 """
 import numbers
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
@@ -12,6 +16,22 @@ COMPONENTS = ("Y", "Cb", "Cr")
 PER_COMPONENT = 64
 NUM_CHANNELS = len(COMPONENTS) * PER_COMPONENT
 PATTERNS = ("square", "triangle")
+
+LUMA_UPSCALE = 2  # the detection pipeline; the classification pipeline takes Y as it is (1)
+CELL = 8 // LUMA_UPSCALE  # pixels of the input image per DCT cell, i.e. the stride of res2
+
+
+def cell_size(luma_upscale: int = LUMA_UPSCALE) -> int:
+    """Pixels per DCT cell: 4 for the detection pipeline (Y at 2x), 8 for classification (Y at 1x)."""
+    if luma_upscale not in (1, 2):
+        raise ValueError(f"luma_upscale must be 1 (classification) or 2 (detection), got {luma_upscale}")
+    return 8 // luma_upscale
+
+
+def grid_size(height: int, width: int, luma_upscale: int = LUMA_UPSCALE) -> Tuple[int, int]:
+    """(rows, cols) of DCT cells of an image of ``height`` x ``width`` pixels (partial cells count)."""
+    cell = cell_size(luma_upscale)
+    return -(-int(height) // cell), -(-int(width) // cell)
 
 
 def _spans(*spans: Tuple[int, int]) -> List[int]:

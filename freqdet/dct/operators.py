@@ -1,0 +1,207 @@
+"""The per-axis operators of the paper's upscaled DCT: built once per size and cached.
+
+Every step between the pixels and a kept coefficient is linear and separable: the
+augmentation's resize (Pillow's bilinear filter, as Detectron2's ``ResizeTransform``
+uses it), flips, the 2x (Y) or 4x-then-2x2-mean (Cb, Cr) upscaling with clamped edges, the
+JPEG-style edge padding of blocks and the 8-point DCT. So along each axis the whole
+chain is one small operator (:func:`axis_operator`): cell i and frequency u take a
+weighted sum of a short window of image rows (columns), and coefficient (u, v) of cell
+(i, j) is
+
+    sum_{r, c} Wrow[u, i, r] * Wcol[v, j, c] * P[index_row[i, r], index_col[j, c]]
+
+with P the level-shifted Y, Cb or Cr plane (cells of 4 pixels for detection, 8 for the
+classification input, ``luma_upscale=1``). :mod:`.separable` applies them. This module
+also lays them out for its two engines: dense blocks of ``CHUNK`` cells for torch
+(:func:`banded_operator`) and index/weight arrays for the C kernel (:func:`kernel_operator`),
+and bounds them (:func:`axis_bounds`, which the int8 wire format's steps come from).
+Without a resize, the window is 6 pixels at a stride of 4 and the weights are the same
+for every cell (:func:`interior_kernel`).
+"""
+from functools import lru_cache
+from typing import List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .block import DCT_MATRIX
+from .channels import LUMA_UPSCALE, cell_size
+
+
+def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
+    """Pixels along an axis that one cell's 8 upscaled samples depend on: the cell and one each side."""
+    return cell_size(luma_upscale) + 2
+
+
+def _plane_rows(n_out: int, chroma: bool, luma_upscale: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel taps of the rows the block DCT reads, per cell: indices and weights (cells, 8, taps).
+
+    Row r of the plane is the reference's resampling (bilinear, half-pixel centres,
+    clamped: :func:`freqdet.dct.upsample_bilinear`) by ``luma_upscale`` for Y, by twice
+    that then the mean of row pairs for Cb/Cr; rows past the plane repeat its last row,
+    as JPEG pads a partial block.
+    """
+    cells = -(-n_out // cell_size(luma_upscale))
+    rows = np.minimum(np.arange(8 * cells), n_out * luma_upscale - 1)
+    if chroma:
+        upsampled, factor, share = np.stack([2 * rows, 2 * rows + 1], axis=1), 2 * luma_upscale, 0.5
+    else:
+        upsampled, factor, share = rows[:, None], luma_upscale, 1.0
+    src = np.clip((upsampled + 0.5) / factor - 0.5, 0, n_out - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_out - 1)
+    frac = src - lo
+    index = np.concatenate([lo, hi], axis=1)
+    weights = np.concatenate([(1 - frac) * share, frac * share], axis=1)
+    return index.reshape(cells, 8, -1), weights.reshape(cells, 8, -1)
+
+
+def pil_bilinear_weights(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Pillow's bilinear resampling of one axis (``Image.resize``), in float64.
+
+    Output pixel o is ``sum_t weights[o, t] * input[start[o] + t]`` (window clipped to the
+    image, weights normalized), which is Pillow's ``precompute_coeffs`` for the bilinear
+    filter: support 1 widened by the scale when shrinking.
+    """
+    scale = n_in / n_out
+    filterscale = max(scale, 1.0)
+    support = 1.0 * filterscale
+    center = (np.arange(n_out) + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5), n_in).astype(np.int64)
+    width = int((xmax - xmin).max())
+    taps = xmin[:, None] + np.arange(width)[None, :]
+    weights = np.clip(1.0 - np.abs((taps - center[:, None] + 0.5) / filterscale), 0.0, None)
+    weights[taps >= xmax[:, None]] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return xmin, weights
+
+
+class AxisOperator(NamedTuple):
+    """One axis of the transform: cell i, frequency u -> sum_t weights[u, i, t] * x[index[i, t]]."""
+
+    index: np.ndarray  # (cells, window) int64, clamped into the input
+    weights: np.ndarray  # (8, cells, window) float64
+
+
+@lru_cache(maxsize=4096)
+def axis_operator(
+    n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bool = False, luma_upscale: int = LUMA_UPSCALE
+) -> AxisOperator:
+    """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), optional
+    flip of the resized axis, then the upscaling, padding and DCT of the paper's pipeline."""
+    n_out = n_in if n_out is None else n_out
+    if n_out == n_in:
+        start, resize = np.arange(n_in), np.ones((n_in, 1))
+    else:
+        start, resize = pil_bilinear_weights(n_in, n_out)
+    if flip:
+        start, resize = start[::-1], resize[::-1]
+    # Resized pixels each block row reads, then the input pixels each of those reads.
+    pixels, pixel_weights = _plane_rows(n_out, chroma, luma_upscale)  # (cells, 8, m)
+    src = start[pixels][..., None] + np.arange(resize.shape[1])  # (cells, 8, m, k)
+    weight = pixel_weights[..., None] * resize[pixels]
+    base = src.min(axis=(1, 2, 3))
+    offset = src - base[:, None, None, None]
+    window = int(offset.max()) + 1
+    onehot = np.arange(window) == offset[..., None]  # (cells, 8, m, k, window)
+    per_row = np.einsum("iymk,iymkw->iyw", weight, onehot)  # (cells, 8, window)
+    weights = np.einsum("uy,iyw->uiw", DCT_MATRIX, per_row)
+    index = base[:, None] + np.arange(window)[None, :]
+    weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
+    return AxisOperator(np.minimum(index, n_in - 1), weights)
+
+
+@lru_cache(maxsize=None)
+def interior_kernel(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
+    """K (8 x taps, float64): an interior cell's operator. Row u weighs pixels c*i-1 .. c*i+c
+    (c pixels a cell: 4 for detection, 8 for classification) into frequency u of cell i."""
+    cell = cell_size(luma_upscale)
+    op = axis_operator(3 * cell, chroma, luma_upscale=luma_upscale)  # cell 1 touches no border
+    kernel = np.zeros((8, taps(luma_upscale)))
+    kernel[:, op.index[1] - (cell - 1)] = op.weights[:, 1]
+    return kernel
+
+
+@lru_cache(maxsize=None)
+def axis_bounds(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
+    """For each frequency u, the largest sum of |weights| of any cell of any axis (8 values).
+
+    128 * bound[u] * bound[v] bounds |coefficient (u, v)| for 8-bit images, edge cells,
+    block padding and resizes included (Pillow's bilinear weights are positive and sum to one).
+    """
+    return np.max([np.abs(axis_operator(n, chroma, luma_upscale=luma_upscale).weights).sum(axis=2).max(axis=1)
+                   for n in range(1, 8 * cell_size(luma_upscale) + 1)], axis=0)
+
+
+CHUNK = 8  # cells per block of the banded products: wide enough for fast products, narrow enough to waste little
+
+
+class BandedOperator(NamedTuple):
+    """:func:`axis_operator` for some frequencies as dense blocks of ``CHUNK`` cells.
+
+    Cells c*CHUNK .. c*CHUNK + CHUNK - 1 read input rows ``gather[c]`` (a contiguous,
+    clamped range); ``blocks[c]`` ((cell, frequency) rows, width) holds their weights, so
+    one batched product applies the whole axis. Cells past the last are zero."""
+
+    gather: torch.Tensor  # (chunks * width,) int64 input rows
+    blocks: torch.Tensor  # (chunks, CHUNK * len(freqs), width) float32
+
+
+@lru_cache(maxsize=2048)
+def banded_operator(
+    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...], device: str = "cpu"
+) -> BandedOperator:
+    """The operator of one axis as :class:`BandedOperator`, on ``device`` (cached per device,
+    so the GPU path copies each operator once). Plain dense tensors: no sparse tensor is made,
+    which in a DataLoader worker forked from a process using CUDA would fail."""
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
+    cells, window = op.index.shape
+    chunks = -(-cells // CHUNK)
+    pad = chunks * CHUNK - cells
+    index = np.concatenate([op.index, np.repeat(op.index[-1:], pad, axis=0)])  # (chunks * CHUNK, window)
+    weights = np.concatenate([op.weights[list(freqs)], np.zeros((len(freqs), pad, window))], axis=1)
+    index, weights = index.reshape(chunks, CHUNK, window), weights.reshape(len(freqs), chunks, CHUNK, window)
+    start = index.min(axis=(1, 2))
+    width = int((index.max(axis=(1, 2)) - start).max()) + 1
+    blocks = np.zeros((chunks, CHUNK, len(freqs), width))
+    position = index - start[:, None, None]  # (chunks, CHUNK, window), clamped duplicates add up
+    c, g, _ = np.indices(position.shape)
+    for f in range(len(freqs)):
+        np.add.at(blocks[:, :, f], (c, g, position), weights[f])
+    gather = np.minimum(start[:, None] + np.arange(width), n_in - 1).reshape(-1)
+    return BandedOperator(torch.from_numpy(gather).to(device),
+                          torch.from_numpy(blocks.reshape(chunks, CHUNK * len(freqs), width)).float().to(device))
+
+
+class Frequencies(NamedTuple):
+    """What the passes need to know of a component's channels ``ks`` (k = 8u + v, ascending)."""
+
+    us: Tuple[int, ...]  # the vertical frequencies needed, ascending
+    vs: Tuple[int, ...]  # the horizontal ones
+    pairs: np.ndarray  # (len(ks), 2) int32: each channel's positions in us and vs
+    runs: Tuple[Tuple[int, int, int, int], ...]  # (first channel, u position, first v position, count)
+
+
+@lru_cache(maxsize=None)
+def frequencies(ks: Tuple[int, ...]) -> Frequencies:
+    """Computed once per channel set: the passes run per image. ``runs`` groups channels
+    with consecutive (u, v) positions, so that each run is one copy."""
+    us, vs = tuple(sorted({k // 8 for k in ks})), tuple(sorted({k % 8 for k in ks}))
+    pairs = np.array([[us.index(k // 8), vs.index(k % 8)] for k in ks], dtype=np.int32).reshape(-1, 2)
+    runs: List[List[int]] = []
+    for c, (u, v) in enumerate(pairs.tolist()):
+        if runs and runs[-1][1] == u and runs[-1][2] + runs[-1][3] == v:
+            runs[-1][3] += 1
+        else:
+            runs.append([c, u, v, 1])
+    return Frequencies(us, vs, pairs, tuple(tuple(run) for run in runs))
+
+
+@lru_cache(maxsize=2048)
+def kernel_operator(n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int,
+                     freqs: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`axis_operator` for some frequencies as the CPU kernel takes it: (cells, window)
+    int64 input indices and (len(freqs), cells, window) float32 weights."""
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
+    return np.ascontiguousarray(op.index), np.ascontiguousarray(op.weights[list(freqs)], dtype=np.float32)

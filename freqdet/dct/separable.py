@@ -1,0 +1,178 @@
+"""The production transform: the paper's upscaled DCT of only the kept channels, in two passes.
+
+:func:`separable_dct` applies the per-axis operators of :mod:`.operators` to the image:
+a column pass makes every needed horizontal frequency v, a row pass every needed
+vertical frequency u of those, and only the (u, v) pairs of kept channels are written.
+No upscaled or resized image is ever built, and a resize or flip the operators absorb
+(a :class:`Geometry`) costs nothing more. Two engines run the passes:
+
+- on a CPU, a C kernel (``freqdet.dct._banded``, built from ``banded_dct.c`` beside this
+  file where a C compiler is) that reads each pass's input once per cell and writes the
+  wire dtype directly;
+- elsewhere (a GPU, or a CPU without the kernel), batched torch products of small dense
+  blocks (:class:`freqdet.dct.operators.BandedOperator`).
+
+Neither uses sparse tensors, which fail in DataLoader workers forked from a process using
+CUDA. The tests hold both engines equal to the numpy reference
+(:func:`freqdet.dct.upscaled_dct`) to float tolerance, with and without a geometry
+(against the image resized by the same filter in float; Pillow rounds its resized pixels
+to uint8, which moves coefficients by about one unit).
+"""
+from contextlib import contextmanager
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .block import LEVEL_SHIFT
+from .channels import LUMA_UPSCALE, cell_size, resolve_channels, split_by_component
+from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
+from .operators import CHUNK, BandedOperator, banded_operator, frequencies, kernel_operator
+
+try:  # the CPU kernel of the two passes (setup.py builds it where a C compiler is)
+    from . import _banded
+except ImportError:
+    _banded = None
+
+
+class Geometry(NamedTuple):
+    """What the transform applies to the image before the paper's pipeline: an optional
+    resize to ``resize = (h, w)`` pixels (Pillow's bilinear filter), then optional flips."""
+
+    resize: Optional[Tuple[int, int]] = None
+    hflip: bool = False
+    vflip: bool = False
+
+    def output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(h, w) in pixels of an image of ``height`` x ``width`` after this geometry."""
+        return tuple(int(s) for s in self.resize) if self.resize is not None else (int(height), int(width))
+
+
+def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
+    """The requested Y/Cb/Cr planes minus 128, float32 (N, len(components), H, W), from
+    pixels in any memory layout (decoded images are channels-last)."""
+    pixels = images.float()
+    n, _, height, width = pixels.shape
+    matrix = RGB_TO_YCBCR[list(components)]
+    if check_format(input_format) == "BGR":
+        matrix = matrix[:, ::-1]
+    weight = torch.as_tensor(matrix.copy(), dtype=pixels.dtype, device=pixels.device)
+    bias = torch.as_tensor(YCBCR_OFFSET[list(components)] - LEVEL_SHIFT, dtype=pixels.dtype, device=pixels.device)
+    with _exact_float32(pixels.device):
+        planes = torch.matmul(weight, pixels.reshape(n, 3, height * width))
+    return planes.add_(bias[:, None]).view(n, len(components), height, width)
+
+
+def _banded_product(operator: BandedOperator, x: torch.Tensor) -> torch.Tensor:
+    """operator @ x for x (N, n_in, M): (N, cells rounded up to CHUNK, len(freqs), M)."""
+    chunks, rows, width = operator.blocks.shape
+    n, _, m = x.shape
+    gathered = x.index_select(1, operator.gather).view(n, chunks, width, m)
+    with _exact_float32(x.device):
+        return torch.matmul(operator.blocks, gathered).view(n, chunks * CHUNK, rows // CHUNK, m)
+
+
+@contextmanager
+def _exact_float32(device: torch.device):
+    """Products in full float32 on a GPU: TF32's 10-bit mantissa would move int16
+    coefficients (up to 1024) by several units."""
+    switch = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    if switch:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        if switch:
+            torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def _apply_kernel(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
+                  steps: Optional[Sequence[float]]) -> None:
+    """:func:`_apply_torch` by the C kernel (``freqdet._banded``), image by image, straight into ``out``."""
+    freqs = frequencies(tuple(ks))
+    row_index, row_weights = kernel_operator(*rows, freqs.us)
+    col_index, col_weights = kernel_operator(*cols, freqs.vs)
+    scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
+    for n in range(plane.shape[0]):
+        _banded.banded_dct(plane[n].contiguous().numpy(), col_index, col_weights, row_index, row_weights,
+                           freqs.pairs, scales, out[n].numpy())
+
+
+def _apply_torch(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
+                 steps: Optional[Sequence[float]] = None) -> None:
+    """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
+
+    ``rows`` and ``cols`` are the :func:`~.operators.axis_operator` arguments of each axis. A column
+    pass makes every needed v, a row pass every needed u of those, each one batched
+    product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
+    then copied out in one pass. ``steps`` (one per k) divide the values first; an
+    integer ``out`` gets them rounded to nearest and clamped to +-its dtype's max before
+    that copy, which converts them. The C kernel does the same
+    (:func:`_apply_kernel`; it rounds exact halves away from zero where torch rounds them
+    to even: the only difference, and a measure-zero one).
+    """
+    freqs = frequencies(tuple(ks))
+    us, vs = freqs.us, freqs.vs
+    device = str(plane.device)
+    row_op, col_op = banded_operator(*rows, us, device), banded_operator(*cols, vs, device)
+    n, cells_h, cells_w = plane.shape[0], out.shape[-2], out.shape[-1]
+    across = _banded_product(col_op, plane.transpose(1, 2).contiguous())  # (N, padded cells_w, v, H)
+    across = across.permute(0, 3, 2, 1).reshape(n, plane.shape[1], -1)  # (N, H, v * padded cells_w)
+    divisors = None
+    if steps is not None:
+        divisors = torch.ones(len(us), len(vs), dtype=plane.dtype)
+        for (u, v), step in zip(freqs.pairs.tolist(), steps):
+            divisors[u, v] = step
+        divisors = divisors.to(plane.device).view(1, 1, len(us), len(vs), 1)
+    both = _banded_product(row_op, across)  # (N, padded cells_h, u, v * padded cells_w)
+    both = both.view(n, both.shape[1], len(us), len(vs), -1)
+    if divisors is not None:
+        both.div_(divisors)
+    if not out.dtype.is_floating_point:
+        limit = torch.iinfo(out.dtype).max
+        both.round_().clamp_(-limit, limit)
+    grid = both.permute(0, 2, 3, 1, 4)[..., :cells_h, :cells_w]  # (N, u, v, h, w)
+    for first, u, v, count in freqs.runs:
+        out[:, first : first + count].copy_(grid[:, u, v : v + count])
+
+
+def separable_dct(
+    images: torch.Tensor,
+    channels,
+    input_format: str = "BGR",
+    pattern: str = "square",
+    geometry: Geometry = Geometry(),
+    luma_upscale: int = LUMA_UPSCALE,
+    dtype: torch.dtype = torch.float32,
+    steps: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
+    """(N, 3, H, W) images (uint8 or float, 0..255) -> (N, C, ceil(h/4), ceil(w/4)) in ``dtype``.
+
+    The paper's upscaled DCT (same definition and channel order as
+    :func:`freqdet.dct.upscaled_dct`, ``luma_upscale`` included: 1 gives the
+    classification input on ceil(h/8) x ceil(w/8) cells) of the images after ``geometry``
+    (an optional resize to (h, w) with Pillow's bilinear filter, then optional flips),
+    computing only the selected channels, on the images' device. ``steps`` (one per
+    selected channel) divide the coefficients, and an integer ``dtype`` rounds them to
+    nearest and clamps them: the wire formats (:func:`freqdet.dct.wire.encode`).
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    selection = resolve_channels(channels, pattern)
+    wanted: List[Tuple[int, List[int]]] = [(c, ks) for c, ks in enumerate(split_by_component(selection)) if ks]
+    height, width = images.shape[-2:]
+    out_h, out_w = geometry.output_size(height, width)
+    planes = _color_planes(images, [c for c, _ in wanted], input_format)
+    cell = cell_size(luma_upscale)
+    out_shape = (images.shape[0], len(selection), -(-out_h // cell), -(-out_w // cell))
+    out = torch.empty(out_shape, dtype=dtype, device=planes.device)
+    apply = _apply_kernel if _banded is not None and planes.device.type == "cpu" else _apply_torch
+    first = 0
+    for index, (component, ks) in enumerate(wanted):
+        chroma = component > 0
+        rows = (int(height), chroma, out_h, bool(geometry.vflip), luma_upscale)
+        cols = (int(width), chroma, out_w, bool(geometry.hflip), luma_upscale)
+        part = None if steps is None else steps[first : first + len(ks)]
+        apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
+        first += len(ks)
+    return out

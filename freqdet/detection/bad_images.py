@@ -1,0 +1,58 @@
+"""The record of training images skipped under ``cfg.INPUT.DCT.ON_BAD_IMAGE = "skip"``.
+
+Each skipped file is logged with its reason and appended to a tab-separated file in the
+output folder, once per data-loader worker that meets it (workers share the file); the
+trainer counts its distinct files
+into EventStorage as ``data/skipped_images``, and :class:`SkipBadImages` fills the slot
+with the next image of the dataset. Nothing is ever replaced silently.
+"""
+import logging
+import os
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class BadImageLog:
+    """Append-only record of skipped images: ``file<TAB>reason`` lines."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._seen = set()
+
+    def record(self, file_name: str, reason: str) -> None:
+        if file_name in self._seen:
+            return
+        self._seen.add(file_name)
+        logger.warning(f"skipping bad training image {file_name}: {reason} (listed in {self.path})")
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        line = f"{file_name}\t{' '.join(reason.split())}\n"
+        with open(self.path, "a") as f:  # one short write per line: appends from workers stay whole
+            f.write(line)
+
+
+def skipped_images(path: str) -> dict:
+    """{file: reason} of the images a run skipped so far (empty if none)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line)
+
+
+class SkipBadImages(torch.utils.data.Dataset):
+    """Map-style dataset that maps each item, and for an item the mapper skips (returns None)
+    takes the next one of the dataset instead, in order (the skip is recorded by the mapper)."""
+
+    def __init__(self, dataset, mapper):
+        self.dataset, self.mapper = dataset, mapper
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self.dataset)):
+            mapped = self.mapper(self.dataset[(index + offset) % len(self.dataset)])
+            if mapped is not None:
+                return mapped
+        raise RuntimeError("every image of the training set was skipped as unusable; see skipped_images.tsv")

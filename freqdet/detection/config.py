@@ -1,0 +1,149 @@
+"""Config keys of freqdet, added to a Detectron2 config by :func:`add_freqdet_config`."""
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from detectron2.config import CfgNode as CN
+
+from ..dct import WIRE_DTYPES, resolve_channels
+from ..io import MAX_IMAGE_PIXELS
+from ..stats import ChannelStats, load_stats
+
+TRANSFORM_PLACES = ("cpu", "device")
+SOURCES = ("pixels", "jpeg")
+BAD_IMAGE_POLICIES = ("raise", "skip")
+
+
+def add_freqdet_config(cfg: CN) -> None:
+    """Add freqdet's keys (``MODEL.DCT``, ``INPUT.DCT``) to a Detectron2 config, in place."""
+    cfg.MODEL.DCT = CN()
+    # Which frequency channels the model takes: a count with a pattern (see
+    # freqdet.dct.channel_indices), or an explicit list of global indices 0..191 that
+    # overrides both.
+    cfg.MODEL.DCT.CHANNELS = 24
+    cfg.MODEL.DCT.PATTERN = "square"
+    cfg.MODEL.DCT.INDICES = []
+    # Per-channel normalization applied on the device. STATS_FILE is a JSON file with
+    # "mean" and "std" lists and the "channels" they describe (freqdet/stats.py; without
+    # "channels": all 192, or the selected ones); MEAN and STD lists of 192 values or of
+    # the selected ones, when given, override it. With neither, tools/train_net.py computes
+    # the statistics over the training set before training and writes them to
+    # OUTPUT_DIR/dct_stats.json. The statistics are buffers of the model, so they are
+    # saved in, and restored from, every checkpoint.
+    cfg.MODEL.DCT.STATS_FILE = ""
+    cfg.MODEL.DCT.MEAN = []
+    cfg.MODEL.DCT.STD = []
+    # How many training images tools/train_net.py reads to compute missing statistics.
+    cfg.MODEL.DCT.STATS_NUM_IMAGES = 500
+
+    # Learned channel selection (freqdet/detection/gate.py): a gate in the backbone's stem
+    # switches each input channel on or off per image. NAME "" means no gate; LAMBDA
+    # weighs loss_gate, the number of channels on per image.
+    cfg.MODEL.DCT.GATE = CN()
+    cfg.MODEL.DCT.GATE.NAME = ""
+    cfg.MODEL.DCT.GATE.LAMBDA = 0.01
+    cfg.MODEL.DCT.GATE.NORM = "BN"
+    cfg.MODEL.DCT.GATE.TAU = 1.0
+    cfg.MODEL.DCT.GATE.INIT_OFF = 0.1
+    cfg.MODEL.DCT.GATE.INIT_ON = 2.0
+    # The gate's learning rate is the solver's times this (short schedules need it larger).
+    cfg.MODEL.DCT.GATE.LR_FACTOR = 1.0
+
+    # Where the frequency transform runs: "cpu" (in the data loader, which then ships
+    # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
+    # uint8 pixels and the model transforms them on its device; the coefficients are
+    # rounded as the wire dtype would round them, so both give the same numbers).
+    cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
+
+    cfg.INPUT.DCT = CN()
+    # The dtype coefficients travel in: "int16", "int8" or "float32" (freqdet/dct/wire.py).
+    cfg.INPUT.DCT.WIRE_DTYPE = "int16"
+    # Let the frequency transform absorb the augmentation's resizes and flips instead of
+    # resizing pixels first (faster; Pillow's uint8 rounding of the resized pixels is the
+    # only difference). Only when the augmentations are resizes and flips.
+    cfg.INPUT.DCT.FUSE_RESIZE = True
+    # Where the coefficients come from: "pixels" (decode, augment, the paper's upscaled
+    # transform) or "jpeg" (the file's own quantized coefficients, read without decoding
+    # pixels and resampled to the training grid on the device; see freqdet/io/coefficients.py).
+    # "jpeg" ships int16, takes only resize and flip augmentations, and runs on the CPU path.
+    cfg.INPUT.DCT.SOURCE = "pixels"
+    # What a training run does with an image it cannot use (corrupt, truncated, not an
+    # image, larger than MAX_IMAGE_PIXELS, or not the size its annotation says): "raise"
+    # stops with the file and the reason; "skip" logs it once, counts it in EventStorage
+    # (data/skipped_images), lists it in OUTPUT_DIR/skipped_images.tsv and goes on with
+    # other images. Evaluation always raises.
+    cfg.INPUT.DCT.ON_BAD_IMAGE = "raise"
+    # Images with more pixels are refused from their header (0: no limit of ours; Pillow
+    # still refuses above twice its PIL.Image.MAX_IMAGE_PIXELS, which a user may raise).
+    cfg.INPUT.DCT.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+    # After training (and with --eval-only), tools/train_net.py draws this many images of
+    # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
+    cfg.TEST.VIS_IMAGES = 0
+
+
+def load_config(config_file: str, opts=()) -> CN:
+    """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_freqdet_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def dct_selection(cfg: CN) -> Tuple[int, ...]:
+    """The sorted global channel indices a config selects (validated)."""
+    dct = cfg.MODEL.DCT
+    try:
+        if len(dct.INDICES):
+            return resolve_channels(list(dct.INDICES))
+        return resolve_channels(int(dct.CHANNELS), dct.PATTERN)
+    except ValueError as e:
+        raise ValueError(f"bad channel selection in cfg.MODEL.DCT: {e}") from e
+
+
+def choice(cfg: CN, key: str, choices: Sequence[str]) -> str:
+    """The value of a dotted config ``key`` that must be one of ``choices``; ValueError naming both."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if value not in choices:
+        raise ValueError(f"cfg.{key} is {value!r}; use one of {tuple(choices)}")
+    return value
+
+
+def wire_dtype(cfg: CN) -> str:
+    return choice(cfg, "INPUT.DCT.WIRE_DTYPE", sorted(WIRE_DTYPES))
+
+
+def transform_on(cfg: CN) -> str:
+    return choice(cfg, "MODEL.DCT.TRANSFORM_ON", TRANSFORM_PLACES)
+
+
+def on_bad_image(cfg: CN) -> str:
+    return choice(cfg, "INPUT.DCT.ON_BAD_IMAGE", BAD_IMAGE_POLICIES)
+
+
+def dct_source(cfg: CN) -> str:
+    """INPUT.DCT.SOURCE, checked against the keys it constrains."""
+    source = choice(cfg, "INPUT.DCT.SOURCE", SOURCES)
+    if source == "jpeg" and (cfg.INPUT.DCT.WIRE_DTYPE != "int16" or cfg.MODEL.DCT.TRANSFORM_ON != "cpu"):
+        raise ValueError(
+            "cfg.INPUT.DCT.SOURCE 'jpeg' ships the file's dequantized coefficients as int16 from the "
+            "data loader: set INPUT.DCT.WIRE_DTYPE 'int16' and MODEL.DCT.TRANSFORM_ON 'cpu'"
+        )
+    return source
+
+
+def dct_stats_from_config(cfg: CN, selection) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(mean, std) of the selected channels from MEAN/STD or STATS_FILE; None if neither is set."""
+    dct = cfg.MODEL.DCT
+    if len(dct.MEAN) or len(dct.STD):
+        stats = ChannelStats(None, np.asarray(dct.MEAN, np.float64), np.asarray(dct.STD, np.float64))
+        return stats.pick(selection, "cfg.MODEL.DCT.MEAN/STD")
+    if dct.STATS_FILE:
+        path = os.path.expanduser(dct.STATS_FILE)
+        return load_stats(path).pick(selection, repr(path))
+    return None

@@ -1,0 +1,207 @@
+"""DCTDatasetMapper: Detectron2's DatasetMapper, shipping DCT channels instead of pixels."""
+import copy
+import logging
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+from detectron2.config import configurable
+from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from PIL import Image
+
+from ..dct import Geometry, resolve_channels
+from ..dct.wire import encode_image
+from ..io import ImageDecodeError, read_image, read_jpeg_coefficients
+from ..io.coefficients import check_available
+from . import inputs
+from .bad_images import BadImageLog
+from .config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
+
+logger = logging.getLogger(__name__)
+
+# Augmentations whose transforms depend only on the image's shape and which the frequency
+# transform can absorb (a bilinear resize and flips are linear and separable).
+_GEOMETRIC_AUGMENTATIONS = tuple(
+    getattr(T, name) for name in ("ResizeShortestEdge", "Resize", "ResizeScale", "RandomFlip") if hasattr(T, name)
+)
+
+
+def absorbable(transforms: List[T.Transform]) -> Optional[Geometry]:
+    """The :class:`~freqdet.dct.Geometry` of transforms that are at most one bilinear resize
+    plus flips (which the frequency transform absorbs), else None."""
+    resize, hflip, vflip = None, False, False
+    for tfm in transforms:
+        if isinstance(tfm, T.ResizeTransform) and resize is None and tfm.interp == Image.BILINEAR:
+            resize = (tfm.new_h, tfm.new_w)
+        elif isinstance(tfm, T.HFlipTransform):
+            hflip = not hflip
+        elif isinstance(tfm, T.VFlipTransform):
+            vflip = not vflip
+        elif not isinstance(tfm, T.NoOpTransform):
+            return None
+    return Geometry(resize, hflip, vflip)
+
+
+class DCTDatasetMapper(DatasetMapper):
+    """Detectron2's ``DatasetMapper`` for frequency-domain models.
+
+    Reading (libjpeg-turbo, see :func:`freqdet.read_image`), augmentations and annotation
+    handling are Detectron2's own, so for the same random state the ``instances`` are
+    identical to the stock mapper's. Instead of the augmented pixels it ships (the keys
+    are those of :mod:`freqdet.detection.inputs`):
+
+    - ``"dct"``: the selected channels of the augmented image, a ``(C, ceil(H/4),
+      ceil(W/4))`` tensor in the wire dtype (``cfg.INPUT.DCT.WIRE_DTYPE``);
+    - ``"image_size"``: ``(H, W)``, the augmented image's size in pixels, in which the
+      ``instances`` and everything the model predicts before post-processing are given.
+
+    When the augmentations are resizes and flips (Detectron2's defaults), the resize is
+    not applied to the pixels: the frequency transform absorbs it (``INPUT.DCT.FUSE_RESIZE``),
+    computing the same coefficients from the decoded image directly, except that Pillow
+    would have rounded the resized pixels to uint8 (a difference of about one unit).
+
+    With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
+    instead of ``"dct"``, and the model transforms them on its device into the same numbers:
+    the augmented pixels, or, when the geometry is absorbed, the decoded pixels with
+    ``"resize"``, ``"hflip"`` and ``"vflip"`` saying what the model must apply.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        channels: Sequence[int],
+        wire_dtype: str = "int16",
+        transform_on: str = "cpu",
+        fuse_resize: bool = True,
+        source: str = "pixels",
+        max_pixels: int = None,
+        bad_image_log: str = None,
+        **kwargs,
+    ):
+        """
+        Args:
+            channels: global DCT channel indices to ship (see :mod:`freqdet.dct.channels`).
+            wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
+            transform_on: "cpu" to ship coefficients, "device" to ship pixels.
+            fuse_resize: let the frequency transform absorb resizes and flips.
+            source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.io.coefficients`).
+            max_pixels: images with more pixels are refused before decoding (None: no limit).
+            bad_image_log: in training, a file to list unusable images in and skip them
+                (returning None; :class:`freqdet.detection.bad_images.SkipBadImages` then maps the
+                next image in order); None raises.
+            kwargs: the arguments of Detectron2's ``DatasetMapper``.
+        """
+        super().__init__(is_train, **kwargs)
+        if self.image_format not in ("BGR", "RGB"):
+            raise ValueError(f"DCTDatasetMapper needs INPUT.FORMAT 'BGR' or 'RGB', got {self.image_format!r}")
+        self.channels = resolve_channels(list(channels))
+        self.wire_dtype = wire_dtype
+        self.transform_on = transform_on
+        self.max_pixels = max_pixels
+        self.bad_images = BadImageLog(bad_image_log) if bad_image_log and is_train else None
+        geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
+        self.fuse = fuse_resize and geometric
+        self.source = source
+        if source == "jpeg":
+            check_available()
+            if not geometric:
+                raise ValueError(
+                    "INPUT.DCT.SOURCE 'jpeg' takes only resize and flip augmentations, got "
+                    f"{self.augmentations}; use SOURCE 'pixels' for the others"
+                )
+        shipped = f"as {wire_dtype}" if transform_on == "cpu" else "as pixels, transformed on the device"
+        if source == "jpeg":
+            shipped = "from the JPEG files' own coefficients, on their grids"
+        fused = ", resizes and flips absorbed by the transform" if self.fuse else ""
+        logger.info(f"[DCTDatasetMapper] {len(self.channels)} DCT channels shipped {shipped}{fused}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        ret = super().from_config(cfg, is_train)
+        ret["channels"] = dct_selection(cfg)
+        ret["wire_dtype"] = wire_dtype(cfg)
+        ret["transform_on"] = transform_on(cfg)
+        ret["fuse_resize"] = cfg.INPUT.DCT.FUSE_RESIZE
+        ret["source"] = dct_source(cfg)
+        ret["max_pixels"] = cfg.INPUT.DCT.MAX_IMAGE_PIXELS or None
+        if on_bad_image(cfg) == "skip" and is_train:
+            ret["bad_image_log"] = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv")
+        return ret
+
+    def _geometry(self, image: np.ndarray) -> List[T.Transform]:
+        """Draw the augmentations' transforms from the image's shape, as AugmentationList would."""
+        transforms, shape = [], image.shape
+        for aug in self.augmentations.augs:
+            tfm = aug.get_transform(np.broadcast_to(np.zeros((), image.dtype), shape))
+            transforms.append(tfm)
+            if isinstance(tfm, T.ResizeTransform):
+                shape = (tfm.new_h, tfm.new_w) + tuple(shape[2:])
+        return transforms
+
+    def _map_jpeg(self, dataset_dict):
+        """The compressed-domain path: the file's coefficients, geometry applied on its block grids."""
+        coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
+        shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
+        utils.check_image_size(dataset_dict, shape)
+        transforms = self._geometry(shape)
+        geometry = absorbable(transforms)
+        if geometry is None:
+            raise ValueError(f"INPUT.DCT.SOURCE 'jpeg' cannot apply the transforms {transforms}")
+        luma, chroma = coefficients.flipped(geometry.hflip, geometry.vflip).select(self.channels)
+        image_size = geometry.output_size(*shape.shape[:2])
+        inputs.put_file_grid(dataset_dict, luma, chroma, image_size)
+        return T.TransformList(transforms), image_size
+
+    def __call__(self, dataset_dict):
+        """The mapped dict; None for an unusable training image under the "skip" policy."""
+        try:
+            return self._map(copy.deepcopy(dataset_dict))
+        except (ImageDecodeError, utils.SizeMismatchError) as e:
+            if self.bad_images is None:
+                raise
+            self.bad_images.record(dataset_dict["file_name"], getattr(e, "reason", str(e)))
+            return None
+
+    def _map(self, dataset_dict):
+        if self.source == "jpeg":
+            transforms, image_shape = self._map_jpeg(dataset_dict)
+            return self._finish(dataset_dict, transforms, image_shape)
+        image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
+        utils.check_image_size(dataset_dict, image)
+        dataset_dict.pop("sem_seg_file_name", None)
+
+        geometry = None
+        if self.fuse:
+            transforms = self._geometry(image)
+            geometry = absorbable(transforms)
+            transforms = T.TransformList(transforms)
+            if geometry is None:
+                image = transforms.apply_image(image)
+        else:
+            aug_input = T.AugInput(image)
+            transforms = self.augmentations(aug_input)
+            image = aug_input.image
+
+        geometry = geometry or Geometry()
+        image_shape = geometry.output_size(*image.shape[:2])
+        if self.transform_on == "cpu":
+            wire = encode_image(image, self.channels, self.image_format, self.wire_dtype, geometry)
+            inputs.put_coefficients(dataset_dict, wire, image_shape)
+        else:  # the model applies the same (absorbed) geometry on its device
+            inputs.put_pixels(dataset_dict, image, geometry)
+        return self._finish(dataset_dict, transforms, image_shape)
+
+    def _finish(self, dataset_dict, transforms, image_shape):
+        """Proposals and annotations, exactly as Detectron2's DatasetMapper handles them."""
+        if self.proposal_topk is not None:
+            utils.transform_proposals(dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk)
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+            return dataset_dict
+        if "annotations" in dataset_dict:
+            self._transform_annotations(dataset_dict, transforms, image_shape)
+        return dataset_dict

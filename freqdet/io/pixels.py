@@ -1,0 +1,125 @@
+"""Reading images: JPEG through libjpeg-turbo, everything else through Pillow.
+
+:func:`read_image` returns what Detectron2's ``detection_utils.read_image`` returns (same
+formats, EXIF orientation applied the same way) but decodes JPEG with libjpeg-turbo via
+PyTurboJPEG. JPEG is recognised by its bytes, not by the file name. Other formats, and
+JPEG when the TurboJPEG library cannot be loaded, go through Pillow with a one-time
+warning. Every failure to read or decode raises :class:`ImageDecodeError` naming the file
+and the reason; a corrupt file never comes back as a partly grey picture.
+"""
+import os
+import warnings
+from typing import Optional, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .exif import orient_pixels, read_orientation
+from .header import MAX_IMAGE_PIXELS, ImageDecodeError, check_size, is_jpeg, open_header, read_bytes
+
+FORMATS = ("BGR", "RGB", "L")
+_warned = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+_TURBO = None
+_TURBO_LOADED = False
+
+
+def turbojpeg_decoder():
+    """The process-wide PyTurboJPEG decoder, or None (with a one-time warning) if unavailable."""
+    global _TURBO, _TURBO_LOADED
+    if not _TURBO_LOADED:
+        _TURBO_LOADED = True
+        try:
+            from turbojpeg import TurboJPEG
+
+            _TURBO = TurboJPEG()
+        except (ImportError, OSError, RuntimeError) as e:
+            _warn_once(
+                "no-turbojpeg",
+                f"freqdet: libjpeg-turbo's TurboJPEG library is unavailable ({e}); JPEGs are "
+                "decoded with Pillow, which is slower. On Debian/Ubuntu: apt-get install "
+                "libturbojpeg0, and pip install PyTurboJPEG.",
+            )
+    return _TURBO
+
+
+def _decode_turbo(turbo, data: bytes, path, fmt: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
+    """Decode a JPEG with libjpeg-turbo; None for colour spaces it cannot convert (CMYK, YCCK)."""
+    import turbojpeg as tj
+
+    pixel_format = tj.TJPF_BGR if fmt == "BGR" else tj.TJPF_RGB
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            width, height, _, colorspace = turbo.decode_header(data)
+            check_size(path, width, height, max_pixels)
+            if colorspace in (tj.TJCS_CMYK, tj.TJCS_YCCK):
+                return None
+            array = turbo.decode(data, pixel_format=pixel_format, flags=tj.TJFLAG_STOPONWARNING)
+        except OSError as e:
+            raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
+    if caught:
+        # libjpeg reports truncated or corrupt entropy-coded data as a warning and fills
+        # the rest with grey; that picture must never reach training.
+        raise ImageDecodeError(path, f"corrupt JPEG data ({caught[0].message})")
+    return array
+
+
+def _decode_pillow(data: bytes, path, fmt: str, max_pixels: Optional[int]) -> np.ndarray:
+    image = open_header(data, path)
+    check_size(path, *image.size, max_pixels)
+    try:
+        image.load()
+        orientation = read_orientation(image)
+        image = image.convert(fmt if fmt == "L" else "RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageDecodeError(path, f"not a readable image ({e})") from e
+    array = np.asarray(image)
+    if fmt == "L":
+        array = array[:, :, None]
+    elif fmt == "BGR":
+        array = array[:, :, ::-1]
+    return orient_pixels(array, orientation)
+
+
+def read_image(
+    path: Union[str, os.PathLike], format: str = "BGR", max_pixels: Optional[int] = MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Read an image file as uint8 ``(H, W, 3)`` in ``"BGR"`` or ``"RGB"``, or ``(H, W, 1)`` for ``"L"``.
+
+    Same result as Detectron2's ``read_image`` for these formats, EXIF orientation included.
+    Raises :class:`ImageDecodeError` for missing, empty, truncated, corrupt or non-image
+    files, and, before decoding, for images of more than ``max_pixels`` pixels (None: no limit).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"read_image format must be one of {FORMATS}, got {format!r}")
+    data = read_bytes(path)
+    if is_jpeg(data):
+        turbo = turbojpeg_decoder()
+        if turbo is not None:
+            array = _decode_turbo(turbo, data, path, format, max_pixels)
+            if array is not None:
+                try:
+                    orientation = read_orientation(open_header(data, path))
+                except ImageDecodeError as e:
+                    if isinstance(e.__cause__, Image.DecompressionBombError):  # as the Pillow path refuses it
+                        raise
+                    orientation = None
+                if format == "L":
+                    # Pillow's RGB -> L weights, as Detectron2's read_image applies them.
+                    array = np.asarray(Image.fromarray(array).convert("L"))[:, :, None]
+                return orient_pixels(array, orientation)
+    else:
+        _warn_once(
+            "not-jpeg",
+            f"freqdet: {os.fspath(path)!r} is not a JPEG; non-JPEG images are decoded with Pillow "
+            "(this warning is shown once).",
+        )
+    return _decode_pillow(data, path, format, max_pixels)

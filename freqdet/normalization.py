@@ -1,0 +1,98 @@
+"""Per-channel normalization of DCT inputs on the device, shared by the detector and the classifier.
+
+Like Detectron2's ``pixel_mean`` / ``pixel_std``, the statistics live in the model, so the
+data loader ships raw coefficients in a compact dtype and the device normalizes them.
+Unlike them, they are persistent buffers, together with the channels they describe: a
+checkpoint carries its model's normalization and selection, and loading it into a model
+that takes other channels is refused (:class:`ChannelMismatchError`), by whatever loads it
+(``load_state_dict``, Detectron2's checkpointers, ``DefaultPredictor``).
+"""
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .dct import NUM_CHANNELS, resolve_channels
+
+
+class ChannelMismatchError(ValueError):
+    """Weights of one channel selection loaded into a model of another."""
+
+    def __init__(self, theirs: Sequence[int], ours: Sequence[int], source: str = "the state dict"):
+        self.theirs, self.ours, self.source = list(theirs), list(ours), source
+        super().__init__(
+            f"the weights in {source} were trained on DCT channels {self.theirs} ({len(self.theirs)}), but the "
+            f"model takes {self.ours} ({len(self.ours)}): select the weights' channels (a detector's MODEL.DCT.CHANNELS/PATTERN "
+            "or MODEL.DCT.INDICES, a classifier's --channels/--indices), or use weights trained for these"
+        )
+
+
+def selection_mask(selection: Sequence[int]) -> torch.Tensor:
+    """The 192-entry bool mask of a selection of global channel indices."""
+    mask = torch.zeros(NUM_CHANNELS, dtype=torch.bool)
+    mask[list(selection)] = True
+    return mask
+
+
+class ChannelNormalization(nn.Module):
+    """``(x - mean) / std`` per channel, in float32, for inputs of the channels ``selection``.
+
+    Buffers (saved in checkpoints): ``selected``, a 192-entry mask of the global channels
+    the model takes (its fixed shape lets a loader see a mismatch instead of dropping a
+    tensor of another shape), and ``mean`` / ``std`` of shape (C, 1, 1). Until
+    :meth:`set_stats` is called they are 0 and 1.
+    """
+
+    def __init__(self, selection: Sequence[int], mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None):
+        super().__init__()
+        self.channels = resolve_channels(list(selection))
+        n = len(self.channels)
+        self.register_buffer("selected", selection_mask(self.channels))
+        self.register_buffer("mean", torch.zeros(n, 1, 1))
+        self.register_buffer("std", torch.ones(n, 1, 1))
+        if mean is not None or std is not None:
+            self.set_stats(mean, std)
+
+    def set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Set the statistics of the selected channels, in the selection's order."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std = torch.as_tensor(std, dtype=torch.float32).flatten()
+        n = len(self.channels)
+        if len(mean) != n or len(std) != n:
+            raise ValueError(f"need {n} DCT means and stds, got {len(mean)} and {len(std)}")
+        self.mean.copy_(mean.view(-1, 1, 1))
+        self.std.copy_(std.view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "selected"
+        if key not in state_dict:  # weights from before the selection was recorded
+            state_dict[key] = self.selected.clone()
+        theirs = torch.as_tensor(state_dict[key]).to(torch.bool).flatten()
+        if theirs.shape != self.selected.shape or not torch.equal(theirs.cpu(), self.selected.cpu()):
+            raise ChannelMismatchError(torch.nonzero(theirs).flatten().tolist(), self.channels)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+_LEGACY = {"dct_mean": "mean", "dct_std": "std"}
+
+
+def upgrade_legacy_keys(state_dict, prefix: str, attribute: str = "normalization") -> None:
+    """Rename, in place, the keys of weights written before :class:`ChannelNormalization`
+    existed: ``{prefix}dct_mean`` / ``dct_std`` / ``dct_channels`` (a list of indices) of the
+    module that now holds it as ``attribute``. Register it with
+    ``module._register_load_state_dict_pre_hook`` (it takes the hook's arguments)."""
+    for old, new in _LEGACY.items():
+        if prefix + old in state_dict:
+            state_dict[f"{prefix}{attribute}.{new}"] = state_dict.pop(prefix + old)
+    if prefix + "dct_channels" in state_dict:
+        channels = torch.as_tensor(state_dict.pop(prefix + "dct_channels")).flatten().tolist()
+        state_dict[f"{prefix}{attribute}.selected"] = selection_mask([int(c) for c in channels])
+
+
+def legacy_keys_hook(state_dict, prefix, *args):
+    """``_register_load_state_dict_pre_hook`` form of :func:`upgrade_legacy_keys`."""
+    upgrade_legacy_keys(state_dict, prefix)

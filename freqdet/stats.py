@@ -1,0 +1,153 @@
+"""Per-channel statistics of DCT coefficients: compute, save, load, and pick by selection.
+
+The one format, for detectors and classifiers alike, is a JSON object
+
+    {"channels": [0, 1, ...], "mean": [...], "std": [...], ...}
+
+with one mean and std per listed global channel index, plus whatever describes how they
+were measured (``num_images``, ``num_cells``, ``crop``, ...). Files without
+``"channels"`` (written before it was recorded) hold all 192 channels, or exactly the
+channels of the selection they are used with. :mod:`freqdet.normalization` applies them.
+"""
+import json
+import logging
+import os
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .dct import NUM_CHANNELS, validate_channels
+from .files import write_atomically
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelStats(NamedTuple):
+    """Mean and std (float64) of ``channels`` (None: the selection's, in a file without them)."""
+
+    channels: Optional[Tuple[int, ...]]
+    mean: np.ndarray
+    std: np.ndarray
+    info: Dict = {}
+
+    def pick(self, selection: Sequence[int], source: str = "the statistics") -> Tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the selected channels, in the selection's order; ValueError naming
+        ``source`` if they are not all there, or not finite and positive."""
+        selection = list(selection)
+        mean, std = self.mean, self.std
+        if mean.shape != std.shape or mean.ndim != 1:
+            raise ValueError(f"DCT statistics in {source} have {mean.shape} means and {std.shape} stds")
+        if self.channels is not None:
+            missing = sorted(set(selection) - set(self.channels))
+            if missing:
+                raise ValueError(f"DCT statistics in {source} lack channels {missing}; they cover "
+                                 f"{len(self.channels)} channels: recompute them for this selection")
+            position = {c: i for i, c in enumerate(self.channels)}
+            mean, std = mean[[position[c] for c in selection]], std[[position[c] for c in selection]]
+        elif len(mean) == NUM_CHANNELS:
+            mean, std = mean[selection], std[selection]
+        elif len(mean) != len(selection):
+            raise ValueError(f"DCT statistics in {source} have {len(mean)} values; expected {NUM_CHANNELS} "
+                             f"(all channels) or {len(selection)} (the selected ones)")
+        if not np.all(np.isfinite(mean)) or not np.all(std > 0):
+            raise ValueError(f"DCT statistics in {source} need finite means and positive stds")
+        return mean, std
+
+
+class RunningStats:
+    """Streaming per-channel mean and std over cells of (C, h, w) arrays (float64 sums)."""
+
+    def __init__(self, channels: int):
+        self.count = 0
+        self.sum = np.zeros(channels)
+        self.sum_sq = np.zeros(channels)
+
+    def update(self, coeffs) -> None:
+        x = np.asarray(coeffs, dtype=np.float64).reshape(len(self.sum), -1)
+        self.count += x.shape[1]
+        self.sum += x.sum(axis=1)
+        self.sum_sq += (x * x).sum(axis=1)
+
+    def result(self) -> Tuple[np.ndarray, np.ndarray]:
+        if self.count == 0:
+            raise ValueError("no coefficients were accumulated")
+        mean = self.sum / self.count
+        var = np.maximum(self.sum_sq / self.count - mean * mean, 0.0)
+        return mean, np.sqrt(var)
+
+
+def evenly_spaced(items: List, n: int) -> List:
+    """``n`` items spread evenly over the list (all of them if n <= 0 or n >= len)."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def compute_stats(
+    items: Sequence,
+    coefficients: Callable[[object], object],
+    channels: Iterable[int],
+    num_images: int = 0,
+    desc: str = "DCT statistics",
+) -> ChannelStats:
+    """Mean and std of ``channels`` over ``num_images`` items (0: all), spread evenly, with a progress bar.
+
+    ``coefficients`` maps an item (a dataset dict, a file path) to its (C, h, w)
+    coefficients of those channels, e.g. a :class:`freqdet.DCTDatasetMapper` in inference
+    mode followed by decoding.
+    """
+    channels = validate_channels(channels)
+    chosen = evenly_spaced(list(items), num_images)
+    running = RunningStats(len(channels))
+    for item in tqdm(chosen, desc=desc, unit="img", mininterval=2.0):
+        coeffs = coefficients(item)
+        if coeffs.shape[0] != len(channels):
+            raise ValueError(f"expected coefficients of {len(channels)} channels, got {coeffs.shape[0]}")
+        running.update(coeffs.numpy() if isinstance(coeffs, torch.Tensor) else coeffs)
+    mean, std = running.result()
+    return ChannelStats(channels, mean, std, {"num_images": len(chosen), "num_cells": running.count})
+
+
+def save_stats(stats: ChannelStats, path: str) -> None:
+    """Write the JSON atomically (the file either is complete or is not there)."""
+    record = {"channels": list(stats.channels) if stats.channels is not None else None,
+              "mean": np.asarray(stats.mean).tolist(), "std": np.asarray(stats.std).tolist(), **stats.info}
+    if record["channels"] is None:
+        del record["channels"]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomically(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
+
+
+def load_stats(path: str) -> ChannelStats:
+    """Read a statistics JSON; ValueError naming the file if it is not one."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        mean, std = np.asarray(record.pop("mean"), np.float64), np.asarray(record.pop("std"), np.float64)
+        channels = record.pop("channels", None)
+        channels = validate_channels(channels) if channels is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"cannot read DCT statistics from {path!r} ({e}); it must be a JSON object with 'mean' "
+            "and 'std' lists (and 'channels', the global indices they describe)"
+        ) from e
+    if channels is not None and not (len(channels) == len(mean) == len(std)):
+        raise ValueError(f"DCT statistics in {path!r} list {len(channels)} channels but {len(mean)} means "
+                         f"and {len(std)} stds")
+    return ChannelStats(channels, mean, std, record)
+
+
+def load_matching(path: str, channels: Sequence[int], **info) -> Optional[ChannelStats]:
+    """The statistics in ``path`` if the file exists, covers ``channels`` and records the
+    same ``info`` values (e.g. ``crop``); else None (saying why, if the file exists)."""
+    if not os.path.exists(path):
+        return None
+    stats = load_stats(path)
+    covered = stats.channels is None or set(channels) <= set(stats.channels)
+    differing = {k: (stats.info.get(k), v) for k, v in info.items() if stats.info.get(k) != v}
+    if covered and not differing:
+        return stats
+    logger.info(f"{path} holds statistics of other channels or settings ({differing or 'channels'}); recomputing them")
+    return None

@@ -1,0 +1,109 @@
+"""The package's rooms: only freqdet.detection imports Detectron2, the model does not import the
+loader, config imports nothing above it, and no module imports another's private names."""
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "freqdet")
+
+
+def modules():
+    """(dotted name, path, parsed tree) of every module of the package."""
+    for folder, _, files in os.walk(PACKAGE):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                parts = os.path.relpath(path, os.path.dirname(PACKAGE))[:-3].split(os.sep)
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                with open(path) as f:
+                    yield ".".join(parts), path, ast.parse(f.read(), path)
+
+
+def imports(module: str, tree: ast.AST, is_package: bool):
+    """(imported module, names) of every import in a tree, relative imports resolved; anywhere
+    in the file, function bodies included."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, ()
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            yield target, tuple(alias.name for alias in node.names)
+
+
+ALL = [(name, path, tree) for name, path, tree in modules()]
+
+
+def test_the_package_is_where_the_tests_think():
+    names = {name for name, _, _ in ALL}
+    assert {"freqdet", "freqdet.dct", "freqdet.io", "freqdet.detection", "freqdet.classification", "freqdet.demo"} <= names
+
+
+@pytest.mark.parametrize("name, path, tree", [m for m in ALL if not m[0].startswith("freqdet.detection")], ids=lambda v: v if isinstance(v, str) and v.startswith("freqdet") else "")
+def test_only_freqdet_detection_imports_detectron2(name, path, tree):
+    is_package = path.endswith("__init__.py")
+    for target, names in imports(name, tree, is_package):
+        assert not target.startswith("detectron2"), f"{name} imports {target}"
+        if name == "freqdet":  # the package's front door imports the plug-in only where Detectron2 is
+            continue
+        assert not target.startswith("freqdet.detection"), f"{name} imports {target}"
+
+
+def test_the_core_imports_with_detectron2_made_unimportable():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["detectron2"] = None  # any import of it now fails
+        import freqdet, freqdet.dct, freqdet.io, freqdet.stats, freqdet.normalization, freqdet.gate
+        import freqdet.demo, freqdet.visualize, freqdet.classification
+        import freqdet.classification.convert, freqdet.classification.data, freqdet.classification.engine
+        assert not hasattr(freqdet, "add_freqdet_config") and not hasattr(freqdet, "DCTDatasetMapper")
+        assert freqdet.read_image and freqdet.ImageDecodeError
+        assert "freqdet.detection" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def freqdet_imports(name):
+    entry = next(m for m in ALL if m[0] == name)
+    return {target for target, _ in imports(name, entry[2], entry[1].endswith("__init__.py")) if target.startswith("freqdet")}
+
+
+@pytest.mark.parametrize("model_module", ["freqdet.detection.meta_arch", "freqdet.detection.backbone", "freqdet.detection.gate"])
+def test_the_model_does_not_import_the_data_loader(model_module):
+    loader = {"freqdet.detection.mapper", "freqdet.detection.bad_images", "freqdet.detection.engine",
+              "freqdet.detection.datasets", "freqdet.demo"}
+    assert not freqdet_imports(model_module) & loader
+
+
+def test_config_imports_nothing_above_it():
+    assert not {t for t in freqdet_imports("freqdet.detection.config") if t.startswith("freqdet.detection")}
+
+
+def test_no_module_imports_anothers_private_names():
+    offences = []
+    for name, path, tree in ALL:
+        is_package = path.endswith("__init__.py")
+        package = name if is_package else name.rpartition(".")[0]
+        for target, names in imports(name, tree, is_package):
+            if not target.startswith("freqdet"):
+                continue
+            # A package's own compiled extension (freqdet.dct._banded, freqdet.io._jpeg) is its business.
+            private = [n for n in names if n.startswith("_") and not (target == package and n in ("_banded", "_jpeg"))]
+            private += [part for part in target.split(".") if part.startswith("_") and not target.startswith(package + ".")]
+            if private:
+                offences.append(f"{name} imports {private} from {target}")
+    assert not offences

@@ -1,0 +1,124 @@
+"""The production transform (separable_dct) equals the numpy reference, only computing the kept channels."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from freqdet.dct import Geometry, channel_indices, resolve_channels, separable_dct, upscaled_dct
+from freqdet.dct import separable
+from freqdet.dct.operators import pil_bilinear_weights
+
+# "cpu": the C kernel where setup.py built it; "cpu-torch": the torch path, as on a GPU.
+DEVICES = ["cpu", "cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture
+def on(monkeypatch):
+    """The torch device of a DEVICES entry, switching the CPU kernel off for "cpu-torch"."""
+
+    def select(device: str) -> str:
+        if device == "cpu-torch":
+            monkeypatch.setattr(separable, "_banded", None)
+            return "cpu"
+        return device
+
+    return select
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(64, 96), (30, 42), (31, 45), (5, 3), (1, 1), (203, 317)])
+@pytest.mark.parametrize("channels", [24, 64, 192, [3, 77, 130, 191], [64], [0]])
+@pytest.mark.parametrize("luma_upscale", [2, 1])
+def test_equals_the_reference(rng, on, device, shape, channels, luma_upscale):
+    image = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+    expected = upscaled_dct(image, channels, "BGR", luma_upscale=luma_upscale)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(on(device))
+    out = separable_dct(pixels, channels, "BGR", luma_upscale=luma_upscale)
+    assert out.shape == (1,) + expected.shape and out.dtype == torch.float32
+    np.testing.assert_allclose(out[0].cpu().numpy(), expected, atol=2e-3, rtol=1e-5)
+
+
+def test_real_photo_batch_and_formats(photo_rgb):
+    images = np.stack([photo_rgb[:300, :256], photo_rgb[300:, 256:]])
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    for fmt, batch in (("RGB", pixels), ("BGR", pixels.flip(1))):
+        out = separable_dct(batch, channel_indices(32, "triangle"), fmt)
+        for n in range(2):
+            expected = upscaled_dct(images[n], 32, "RGB", pattern="triangle")
+            np.testing.assert_allclose(out[n].numpy(), expected, atol=2e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [24, [3, 77, 130, 191]])
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int8])
+def test_steps_and_integer_output_divide_and_round_the_reference(rng, on, device, channels, dtype):
+    image = rng.integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    selection = resolve_channels(channels)
+    steps = rng.uniform(5.0, 12.0, len(selection))
+    expected = upscaled_dct(image, selection, "BGR") / steps[:, None, None]
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(on(device))
+    out = separable_dct(pixels, selection, "BGR", dtype=dtype, steps=steps)[0].cpu()
+    assert out.dtype == dtype
+    out = out.numpy()
+    assert np.abs(out - expected).max() <= 0.5 + 1e-3
+    clear = np.abs(np.abs(expected - np.floor(expected)) - 0.5) > 1e-2  # not a float-tolerance tie
+    np.testing.assert_array_equal(out[clear], np.rint(expected[clear]))
+
+
+def test_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        separable_dct(torch.zeros(3, 8, 8), 24)
+
+
+def float_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pillow's bilinear resize without its uint8 rounding, written out with numpy."""
+    out = image.astype(np.float64)
+    for axis, n in ((1, width), (0, height)):
+        start, weights = pil_bilinear_weights(out.shape[axis], n)
+        index = np.minimum(start[:, None] + np.arange(weights.shape[1]), out.shape[axis] - 1)
+        taps = np.take(out, index, axis=axis)
+        out = np.einsum("hntc,nt->hnc", taps, weights) if axis == 1 else np.einsum("ntwc,nt->nwc", taps, weights)
+    return out
+
+
+@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400), (200, 170)])
+def test_float_resize_is_pillows_up_to_its_rounding(photo_rgb, size):
+    image = photo_rgb[:200, :170]
+    pil = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR)).astype(np.float64)
+    # Pillow rounds twice (after its horizontal and its vertical pass).
+    assert np.abs(float_resize(image, *size) - pil).max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu-torch"])
+@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400)])
+@pytest.mark.parametrize("hflip, vflip", [(False, False), (True, False), (False, True)])
+def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(photo_rgb, on, device, size, hflip, vflip):
+    image = photo_rgb[:200, :170]
+    resized = float_resize(image, *size)
+    resized = resized[::-1] if vflip else resized
+    resized = resized[:, ::-1] if hflip else resized
+    expected = upscaled_dct(resized, 24, "RGB")
+    pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(on(device))
+    out = separable_dct(pixels, 24, "RGB", geometry=Geometry(size, hflip, vflip))[0].numpy()
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
+
+
+def test_the_cpu_kernel_is_built_and_refuses_bad_arrays():
+    """setup.py builds freqdet.dct._banded wherever it builds anything (the tests' set-up has a
+    C compiler); it checks what it is given instead of reading out of bounds."""
+    kernel = separable._banded
+    assert kernel is not None, "freqdet.dct._banded was not built: run tools/setup.sh (needs gcc and Python's headers)"
+    plane = np.zeros((8, 8), np.float32)
+    index = np.zeros((2, 6), np.int64)
+    weights = np.zeros((1, 2, 6), np.float32)
+    pairs = np.zeros((1, 2), np.int32)
+    scales = np.ones(1, np.float32)
+    out = np.zeros((1, 2, 2), np.int16)
+    kernel.banded_dct(plane, index, weights, index, weights, pairs, scales, out)
+    with pytest.raises(ValueError, match="column index is outside"):
+        kernel.banded_dct(plane, index + 8, weights, index, weights, pairs, scales, out)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        kernel.banded_dct(plane, index, weights, index, weights, pairs, scales, np.zeros((1, 3, 2), np.int16))
+    with pytest.raises(ValueError, match="format"):
+        kernel.banded_dct(plane.astype(np.float64), index, weights, index, weights, pairs, scales, out)
