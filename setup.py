@@ -67,6 +67,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
+    # The shipped statistics, and the configs (freqdet/model_zoo/configs links to configs/).
+    package_data={"freqdet": ["natural_photo_stats.json"], "freqdet.model_zoo": ["configs/*.yaml", "configs/*/*.yaml"]},
     ext_modules=[
         Extension("freqdet.io._jpeg", ["freqdet/io/jpeg_coefficients.c"], libraries=["jpeg"]),
         Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3"]),

@@ -9,17 +9,23 @@ statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo d
 :func:`read_image` decodes JPEGs with libjpeg-turbo and raises :class:`ImageDecodeError`
 for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` also imports
 :mod:`freqdet.detection`, which registers the plug-in, and exports
-:func:`add_freqdet_config` and :class:`DCTDatasetMapper`.
+:func:`add_freqdet_config`, :class:`DCTDatasetMapper`, :class:`DCTTrainer`,
+:class:`DCTPredictor` and :mod:`freqdet.model_zoo`.
 """
 import importlib.util
+import warnings
 
 from .io import ImageDecodeError, read_image
+from .noise import quiet_known_warnings
 
 __version__ = "0.1.0"
 
 __all__ = ["ImageDecodeError", "read_image", "__version__"]
 
 if importlib.util.find_spec("detectron2") is not None:
-    from .detection import DCTDatasetMapper, add_freqdet_config
+    with warnings.catch_warnings():  # Detectron2's dependencies' import-time notices, only during this import
+        quiet_known_warnings()
+        from . import model_zoo
+        from .detection import DCTDatasetMapper, DCTPredictor, DCTTrainer, add_freqdet_config
 
-    __all__ += ["add_freqdet_config", "DCTDatasetMapper"]
+    __all__ += ["add_freqdet_config", "model_zoo", "DCTDatasetMapper", "DCTPredictor", "DCTTrainer"]

@@ -8,6 +8,11 @@ with one mean and std per listed global channel index, plus whatever describes h
 were measured (``num_images``, ``num_cells``, ``crop``, ...). Files without
 ``"channels"`` (written before it was recorded) hold all 192 channels, or exactly the
 channels of the selection they are used with. :mod:`freqdet.normalization` applies them.
+
+:func:`natural_photo_stats` is the table shipped with freqdet, the default of every model
+that has no statistics of its own: all 192 channels measured on natural photographs with
+the detection pipeline (``tools/compute_dct_stats.py --photos`` writes it; the file
+records how).
 """
 import json
 import logging
@@ -22,6 +27,8 @@ from .dct import NUM_CHANNELS, validate_channels
 from .files import write_atomically
 
 logger = logging.getLogger(__name__)
+
+NATURAL_PHOTO_STATS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "natural_photo_stats.json")
 
 
 class ChannelStats(NamedTuple):
@@ -96,18 +103,26 @@ def compute_stats(
 
     ``coefficients`` maps an item (a dataset dict, a file path) to its (C, h, w)
     coefficients of those channels, e.g. a :class:`freqdet.DCTDatasetMapper` in inference
-    mode followed by decoding.
+    mode followed by decoding, or to None for an item to leave out (an unusable image
+    under a skip policy, which the callable reports); those are counted as ``num_skipped``.
     """
     channels = validate_channels(channels)
     chosen = evenly_spaced(list(items), num_images)
     running = RunningStats(len(channels))
+    skipped = 0
     for item in tqdm(chosen, desc=desc, unit="img", mininterval=2.0):
         coeffs = coefficients(item)
+        if coeffs is None:
+            skipped += 1
+            continue
         if coeffs.shape[0] != len(channels):
             raise ValueError(f"expected coefficients of {len(channels)} channels, got {coeffs.shape[0]}")
         running.update(coeffs.numpy() if isinstance(coeffs, torch.Tensor) else coeffs)
     mean, std = running.result()
-    return ChannelStats(channels, mean, std, {"num_images": len(chosen), "num_cells": running.count})
+    info = {"num_images": len(chosen) - skipped, "num_cells": running.count}
+    if skipped:
+        info["num_skipped"] = skipped
+    return ChannelStats(channels, mean, std, info)
 
 
 def save_stats(stats: ChannelStats, path: str) -> None:
@@ -151,3 +166,9 @@ def load_matching(path: str, channels: Sequence[int], **info) -> Optional[Channe
         return stats
     logger.info(f"{path} holds statistics of other channels or settings ({differing or 'channels'}); recomputing them")
     return None
+
+
+def natural_photo_stats() -> ChannelStats:
+    """The statistics shipped with freqdet: all 192 channels over natural photographs, with the
+    detection pipeline at COCO's training sizes (how, and on which photos, is in the file)."""
+    return load_stats(NATURAL_PHOTO_STATS)

@@ -1,15 +1,23 @@
-"""Config files and add_freqdet_config."""
+"""Config files, add_freqdet_config, the model zoo and the default statistics."""
+import logging
+import os
 import pathlib
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import torch
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 
 import freqdet
-from freqdet.detection.config import dct_selection, dct_stats_from_config
 from freqdet.dct import channel_indices
+from freqdet.demo import packaged_photos
+from freqdet.detection.config import ConfigKeyError, dct_selection, dct_stats_from_config, load_config
+from freqdet.stats import natural_photo_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DCT_CONFIGS = {
@@ -19,6 +27,10 @@ DCT_CONFIGS = {
     "faster_rcnn_dct_R50_FPN.yaml": (False, 24),
     "faster_rcnn_dct_R50_FPN_64.yaml": (False, 64),
 }
+SCRATCH_CONFIGS = {"mask_rcnn_dct_R50_FPN_scratch.yaml": True, "faster_rcnn_dct_R50_FPN_scratch.yaml": False}
+# What a DCT config changes in a Detectron2 config: the input, nothing else.
+INPUT_KEYS = {("MODEL", "META_ARCHITECTURE"), ("MODEL", "BACKBONE", "NAME"), ("MODEL", "DCT"), ("INPUT", "DCT"),
+              ("TEST", "VIS_IMAGES")}
 
 
 def load(name):
@@ -95,3 +107,113 @@ def test_statistics_sources(tmp_path):
     cfg.MODEL.DCT.STATS_FILE = str(tmp_path / "absent.json")
     with pytest.raises(ValueError, match="cannot read DCT statistics"):
         dct_stats_from_config(cfg, dct_selection(cfg))
+
+
+def differing_keys(a, b, prefix=()):
+    """Dotted key paths where two configs differ (a sub-config in INPUT_KEYS counts as one)."""
+    out = set()
+    for key in set(a) | set(b):
+        path = prefix + (key,)
+        if path in INPUT_KEYS:
+            continue
+        if key in a and key in b and hasattr(a[key], "items") and hasattr(b[key], "items"):
+            out |= differing_keys(a[key], b[key], path)
+        elif a.get(key) != b.get(key):
+            out.add(".".join(path))
+    return out
+
+
+@pytest.mark.parametrize("name, mask_on", sorted(SCRATCH_CONFIGS.items()))
+def test_scratch_configs_are_detectron2s_scratch_recipe_on_dct_inputs(name, mask_on):
+    ours = load(name)
+    stock = get_cfg()
+    freqdet.add_freqdet_config(stock)
+    stock.merge_from_file(model_zoo.get_config_file("Misc/scratch_mask_rcnn_R_50_FPN_3x_gn.yaml"))
+    stock.MODEL.MASK_ON = mask_on
+    assert differing_keys(ours, stock) == set()
+    assert ours.MODEL.META_ARCHITECTURE == "DCTGeneralizedRCNN" and dct_selection(ours) == channel_indices(24)
+    assert (ours.MODEL.RESNETS.NORM, ours.MODEL.FPN.NORM, ours.MODEL.WEIGHTS, ours.MODEL.BACKBONE.FREEZE_AT) == ("GN", "GN", "", 0)
+    ours.MODEL.DEVICE = "cpu"
+    model = build_model(ours)
+    assert type(model.backbone.bottom_up.res2[0].conv1.norm).__name__ == "GroupNorm"
+    assert model.roi_heads.mask_on == mask_on
+
+
+def test_building_a_frozen_bn_model_without_weights_warns(caplog):
+    cfg = load("mask_rcnn_dct_R50_FPN.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    with caplog.at_level(logging.WARNING, logger="freqdet"):
+        build_model(cfg)
+    assert any("FrozenBN and MODEL.WEIGHTS is empty" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_keys_name_the_closest_valid_ones(tmp_path):
+    with pytest.raises(ConfigKeyError, match=r"unknown config key 'SOLVER.MAXITER' in the overrides; did you mean SOLVER.MAX_ITER"):
+        load_config("configs/demo/mask_rcnn_dct_demo.yaml", ["SOLVER.MAXITER", 3])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f'_BASE_: "{ROOT / "configs" / "demo" / "mask_rcnn_dct_demo.yaml"}"\nINPUT:\n  DCT:\n    WIRE_TYPE: int8\n')
+    with pytest.raises(ConfigKeyError, match=r"'INPUT.DCT.WIRE_TYPE' in .*typo.yaml; did you mean INPUT.DCT.WIRE_DTYPE"):
+        load_config(str(typo))
+
+
+def test_model_zoo_finds_every_config_by_name():
+    names = freqdet.model_zoo.list_configs()
+    assert {"mask_rcnn_dct_R50_FPN_scratch.yaml", "demo/mask_rcnn_dct_demo.yaml"} <= set(names)
+    for name in names:
+        assert pathlib.Path(freqdet.model_zoo.get_config_file(name)).read_bytes() == (ROOT / "configs" / name).read_bytes()
+    assert freqdet.model_zoo.get_config("configs/faster_rcnn_dct_R50_FPN_scratch.yaml").MODEL.MASK_ON is False
+    with pytest.raises(FileNotFoundError, match="not one of freqdet's configs"):
+        freqdet.model_zoo.get_config_file("nope.yaml")
+
+
+def test_model_zoo_works_from_an_installed_package(tmp_path):
+    """setup.py's build (what pip installs from a wheel) carries the configs and the statistics."""
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    installed = tmp_path / "lib" / "freqdet"
+    assert not (installed / "model_zoo" / "configs").is_symlink()
+    code = ("import freqdet; cfg = freqdet.model_zoo.get_config('demo/mask_rcnn_dct_demo.yaml'); "
+            "print(freqdet.__file__, cfg.MODEL.DCT.CHANNELS, len(freqdet.stats.natural_photo_stats().mean))")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    path, channels, count = result.stdout.split()[-3:]
+    assert path.startswith(str(installed)) and (channels, count) == ("24", "192")
+
+
+@pytest.mark.parametrize("name", sorted(DCT_CONFIGS) + sorted(SCRATCH_CONFIGS))
+def test_models_without_statistics_normalize_with_the_natural_photo_table(name):
+    cfg = load(name)
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg).eval()
+    mean, std = natural_photo_stats().pick(dct_selection(cfg))
+    assert torch.allclose(model.normalization.mean.flatten().double(), torch.from_numpy(mean), rtol=1e-6)
+    assert torch.allclose(model.normalization.std.flatten().double(), torch.from_numpy(std), rtol=1e-6)
+
+
+def test_the_natural_photo_table_is_what_its_tool_measures(tmp_path):
+    table = natural_photo_stats()
+    assert table.info["photos"] == [os.path.basename(p) for p in packaged_photos()]
+    output = tmp_path / "stats.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "compute_dct_stats.py"), "--photos", "--output", str(output)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = freqdet.stats.load_stats(str(output))
+    assert measured.channels == table.channels == tuple(range(192))
+    np.testing.assert_allclose(measured.mean, table.mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(measured.std, table.std, rtol=1e-6, atol=1e-9)
+
+
+def test_a_real_photo_normalized_with_the_default_table_is_of_unit_scale():
+    """The default normalization puts a natural photo's low-frequency channels at unit scale
+    (mean 0, std 1 would leave the DC of Y in the hundreds)."""
+    cfg = load("mask_rcnn_dct_R50_FPN_scratch.yaml")
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg).eval()
+    mapper = freqdet.DCTDatasetMapper(cfg, is_train=False)
+    with torch.no_grad():
+        x = model.preprocess_image([mapper({"file_name": packaged_photos()[0]})]).tensor[0]
+    h, w = (s // 4 for s in mapper({"file_name": packaged_photos()[0]})["image_size"])
+    x = x[:, :h, :w]
+    assert x.mean(dim=(1, 2)).abs().max() < 1.5 and (x.std(dim=(1, 2)) < 3).all() and x[0].std() > 0.3

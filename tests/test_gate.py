@@ -193,11 +193,11 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
 
 
 def test_the_gate_can_learn_faster_than_the_rest():
-    from freqdet.detection.engine import Trainer
+    from freqdet.detection.engine import DCTTrainer
 
     cfg = gated_cfg("MODEL.DCT.GATE.LR_FACTOR", 10.0, "SOLVER.BASE_LR", 0.02)
     model = build_model(cfg)
-    optimizer = Trainer.build_optimizer(cfg, model)
+    optimizer = DCTTrainer.build_optimizer(cfg, model)
     gate = {id(p) for p in model.gate.parameters()}
     rates = {(id(p) in gate): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert rates == {True: pytest.approx(0.2), False: pytest.approx(0.02)}

@@ -57,6 +57,19 @@ def test_detectron2s_own_checkpointer_refuses_another_selection(tmp_path):
         DetectionCheckpointer(other).load(str(tmp_path / "model_24.pth"))
 
 
+def test_every_predictor_refuses_another_selection(tmp_path):
+    from detectron2.engine import DefaultPredictor
+
+    from freqdet import DCTPredictor
+
+    DetectionCheckpointer(build_model(small_cfg()), str(tmp_path)).save("model_24")
+    other = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", 64,
+                      "MODEL.WEIGHTS", str(tmp_path / "model_24.pth"))
+    for predictor in (DefaultPredictor, DCTPredictor):
+        with pytest.raises(ChannelMismatchError, match=r"\(24\), but the model takes .* \(64\)"):
+            predictor(other)
+
+
 def test_legacy_classifier_checkpoints_load():
     old = build_classifier("resnet50", 10, 24)
     old.input.set_stats(torch.arange(24.0), torch.full((24,), 2.0))

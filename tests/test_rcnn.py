@@ -132,3 +132,32 @@ def test_training_visualization_draws_the_rebuilt_image(demo_dicts):
     rebuilt = upscaled_idct(batch[0]["dct"].float().numpy(), model.channels, (h, w), "RGB")
     left = drawn[name][:, :, :w].transpose(1, 2, 0).astype(np.float32)
     assert np.median(np.abs(left - np.clip(rebuilt, 0, 255))) < 2
+
+
+def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypatch, tmp_path):
+    """draw_predictions, as tools/train_net.py calls it with MODEL.ROI_HEADS.SCORE_THRESH_TEST."""
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.visualizer import Visualizer
+
+    from freqdet.detection.predictions import draw_predictions
+
+    class Scored(torch.nn.Module):
+        def forward(self, inputs):
+            out = []
+            for x in inputs:
+                instances = Instances((x["height"], x["width"]))
+                instances.pred_boxes = Boxes(torch.tensor([[2.0, 2.0, 30.0, 30.0], [5.0, 5.0, 40.0, 20.0], [1.0, 1.0, 9.0, 9.0]]))
+                instances.scores = torch.tensor([0.9, 0.4, 0.1])
+                instances.pred_classes = torch.tensor([0, 1, 2])
+                out.append({"instances": instances})
+            return out
+
+    drawn = []
+    original = Visualizer.draw_instance_predictions
+    monkeypatch.setattr(Visualizer, "draw_instance_predictions",
+                        lambda self, predictions: drawn.append(len(predictions)) or original(self, predictions))
+    mapper = lambda d: dict(d)  # noqa: E731  (the stand-in model reads only the sizes)
+    for threshold, count in ((0.5, 1), (0.3, 2), (0.0, 3)):
+        drawn.clear()
+        draw_predictions(Scored(), mapper, "freqdet_demo_val", 2, str(tmp_path / "p.png"), score_threshold=threshold)
+        assert drawn == [count, count]

@@ -16,7 +16,7 @@ from PIL import Image
 from freqdet import ImageDecodeError
 from freqdet.detection.bad_images import skipped_images
 from freqdet.detection.checkpoint import FreqdetCheckpointer
-from freqdet.detection.engine import Trainer
+from freqdet.detection.engine import DCTTrainer, compute_config_stats
 
 from helpers import small_cfg
 
@@ -57,7 +57,7 @@ def mixed_cfg(name, policy, out, workers=0):
 
 def test_skip_completes_and_reports_exactly_the_bad_files(mixed_dataset, tmp_path):
     name, bad = mixed_dataset
-    trainer = Trainer(mixed_cfg(name, "skip", tmp_path))
+    trainer = DCTTrainer(mixed_cfg(name, "skip", tmp_path))
     trainer.train()
     assert trainer.iter == trainer.max_iter == 8
     skipped = skipped_images(str(tmp_path / "skipped_images.tsv"))
@@ -68,10 +68,23 @@ def test_skip_completes_and_reports_exactly_the_bad_files(mixed_dataset, tmp_pat
     assert trainer.storage.history("data/skipped_images").latest() == 3
 
 
+def test_the_statistics_pass_follows_the_bad_image_policy(mixed_dataset, tmp_path):
+    name, bad = mixed_dataset
+    cfg = mixed_cfg(name, "skip", tmp_path)
+    cfg.MODEL.DCT.MEAN, cfg.MODEL.DCT.STD = [], []
+    stats = compute_config_stats(cfg, 0)
+    assert stats.info["num_skipped"] == 3 and stats.info["num_images"] == 6
+    assert sorted(skipped_images(str(tmp_path / "skipped_images.tsv"))) == bad
+    cfg.INPUT.DCT.ON_BAD_IMAGE = "raise"
+    with pytest.raises((ImageDecodeError, ValueError)) as info:
+        compute_config_stats(cfg, 0)
+    assert any(os.path.basename(b) in str(info.value) for b in bad)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_raise_stops_at_the_first_bad_file_naming_it(mixed_dataset, tmp_path, workers):
     name, bad = mixed_dataset
-    trainer = Trainer(mixed_cfg(name, "raise", tmp_path, workers))
+    trainer = DCTTrainer(mixed_cfg(name, "raise", tmp_path, workers))
     # With workers the DataLoader re-raises the worker's error, message included.
     with pytest.raises((ImageDecodeError, ValueError, RuntimeError)) as info:
         trainer.train()

@@ -59,6 +59,7 @@ def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
     # pycocotools' own summary, then Detectron2's table, for boxes and masks.
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in log
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
+    assert "No DCT statistics configured" not in log  # the checkpoint brings them
     assert len(re.findall(r"\|\s+AP\s+\|\s+AP50\s+\|\s+AP75\s+\|\s+APs\s+\|\s+APm\s+\|\s+APl\s+\|", log)) == 2
     assert (tmp_path / "predictions.png").exists()
 
@@ -78,7 +79,7 @@ def test_resume_continues_from_the_saved_iteration(run_dir):
 
 def test_missing_coco_gives_a_clear_error(tmp_path):
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path))
-    result = train_net("--config-file", "configs/mask_rcnn_dct_R50_FPN.yaml", env=env)
+    result = train_net("--config-file", "configs/mask_rcnn_dct_R50_FPN_scratch.yaml", "MODEL.DEVICE", "cpu", env=env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "error: dataset 'coco_2017_train' is not on this machine" in result.stderr
@@ -96,3 +97,36 @@ def test_bad_channel_selection_gives_a_clear_error():
     result = train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", "25")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "error: bad channel selection in cfg.MODEL.DCT" in result.stderr
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+def test_a_config_that_cannot_learn_is_refused_naming_both_fixes():
+    message = one_line_error(train_net("--config-file", "configs/mask_rcnn_dct_R50_FPN.yaml", "MODEL.DEVICE", "cpu"))
+    assert "MODEL.RESNETS.NORM is FrozenBN and MODEL.WEIGHTS is empty" in message
+    assert "MODEL.WEIGHTS" in message and "mask_rcnn_dct_R50_FPN_scratch.yaml" in message
+
+
+def test_an_unknown_config_key_names_the_closest_ones():
+    message = one_line_error(train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANELS", "24"))
+    assert message.startswith("error: unknown config key 'MODEL.DCT.CHANELS' in the overrides; did you mean MODEL.DCT.CHANNELS")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_stops_before_any_work(tmp_path):
+    message = one_line_error(train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DEVICE", "cuda",
+                                       "OUTPUT_DIR", str(tmp_path)))
+    assert "cfg.MODEL.DEVICE is 'cuda' but torch sees no CUDA GPU" in message and "MODEL.DEVICE cpu" in message
+    assert not (tmp_path / "dct_stats.json").exists()
+
+
+def test_configs_are_found_by_name_from_any_folder(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file",
+                             "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", "25"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "bad channel selection" in one_line_error(result)  # the config was found; the override checked

@@ -17,16 +17,19 @@ import os
 import sys
 
 import numpy as np
-from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
 
+# freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.detection import DCTDatasetMapper
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.config import load_config
 from freqdet.detection.engine import DatasetNotFoundError, check_datasets
 from freqdet.detection.gate import gate_statistics, top_k, write_selection_config
+from freqdet.noise import quiet_known_warnings
 from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
+
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
 
 
 def as_list(values):
@@ -45,16 +48,17 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="output/channels")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
+    quiet_known_warnings()
 
-    cfg = load_config(args.config_file, args.opts)
-    cfg.freeze()
-    dataset = args.dataset or cfg.DATASETS.TRAIN[0]
     try:
+        cfg = load_config(args.config_file, args.opts)
+        cfg.freeze()
+        dataset = args.dataset or cfg.DATASETS.TRAIN[0]
         check_datasets(cfg, [dataset])
-    except DatasetNotFoundError as e:
+        model = build_model(cfg)
+        FreqdetCheckpointer(model).load(args.weights)
+    except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    model = build_model(cfg)
-    FreqdetCheckpointer(model).load(args.weights)
     if model.gate is None:
         sys.exit(f"error: {args.config_file} has no channel gate (MODEL.DCT.GATE.NAME is empty)")
     dicts = evenly_spaced(DatasetCatalog.get(dataset), args.num_images)

@@ -16,6 +16,9 @@ noise hits every variant alike:
 - bytes per sample: the tensor each mapper ships to the model;
 - train step: Mask R-CNN R50-FPN with DCT-24 input against the stock R50-FPN, same pixel
   size, all threads;
+- inference, one thread: ``freqdet.DCTPredictor`` (DCT-24 R50-FPN) against Detectron2's
+  ``DefaultPredictor`` (RGB R50-FPN), time per image from the file to ``Instances``, same
+  photos, same test size;
 - with ``--device cuda``: images/s from a DataLoader (workers, pinned memory) to the GPU.
 
 Prints a markdown table and writes it with the raw figures as JSON to ``--output``.
@@ -32,33 +35,30 @@ import time
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper
-from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances, PolygonMasks
-from detectron2.utils.events import EventStorage
 
+# freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.dct.wire import encode_image
-from freqdet.detection import DCTDatasetMapper
+from freqdet.demo import packaged_photos
+from freqdet.detection import DCTDatasetMapper, DCTPredictor
 from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
 from freqdet.io.coefficients import check_available
+from freqdet.noise import quiet_known_warnings
 from freqdet.stats import evenly_spaced
+
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data.detection_utils import read_image as detectron2_read_image
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances, PolygonMasks
+from detectron2.utils.events import EventStorage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def photos(num_demo: int):
     """Dataset dicts of real JPEGs: packaged photos plus some demo validation images."""
-    import matplotlib.cbook
-
-    paths = [str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
-    try:
-        import sklearn
-
-        folder = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images")
-        paths += [os.path.join(folder, name) for name in ("china.jpg", "flower.jpg")]
-    except ImportError:
-        pass
+    paths = packaged_photos()
     dicts = [{"file_name": p, "image_id": i} for i, p in enumerate(paths)]
     demo = evenly_spaced(DatasetCatalog.get("freqdet_demo_val"), num_demo) if num_demo else []
     return dicts + [{"file_name": d["file_name"], "image_id": 100 + i} for i, d in enumerate(demo)]
@@ -171,6 +171,47 @@ def bench_train_step(device: str, size, steps: int):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def bench_predictors(paths, rounds: int, device: str):
+    """Median seconds per image from the file to ``Instances``: Detectron2's ``DefaultPredictor``
+    on the RGB R50-FPN (Detectron2's ``read_image``, then the predictor) against
+    ``DCTPredictor`` on the DCT-24 R50-FPN (the path), one thread. The weights are random, so
+    the score threshold is 0 and the RGB model divides its pixels by ImageNet's stds (unit
+    scale, like the DCT model's normalized input; the cost is the same): then both keep
+    ``TEST.DETECTIONS_PER_IMAGE`` (100) detections and run their mask heads on as many
+    boxes, as trained models on COCO images do. (With Detectron2's PIXEL_STD of 1 a random
+    RGB network's proposals collapse and it draws a handful of masks.)"""
+    torch.set_num_threads(1)
+    predictors = {}
+    for name, config, make in (("Detectron2 DefaultPredictor, RGB R50-FPN", "mask_rcnn_rgb_R50_FPN.yaml", DefaultPredictor),
+                               ("freqdet DCTPredictor, DCT-24 R50-FPN", "mask_rcnn_dct_R50_FPN.yaml", DCTPredictor)):
+        cfg = base_cfg(config, device)
+        cfg.MODEL.WEIGHTS = ""
+        cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # the same residual blocks in both
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+        cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]  # BGR, ImageNet's; used by the RGB model only
+        torch.manual_seed(0)
+        predictors[name] = make(cfg)
+    stock, ours = predictors.values()
+    calls = {name: (lambda p: stock(detectron2_read_image(p, format="BGR"))) if predictor is stock else predictor
+             for name, predictor in predictors.items()}
+    times = {name: [] for name in calls}
+    detections = {name: 0 for name in calls}
+    for name, call in calls.items():
+        call(paths[0])  # warm-up
+    for r in range(rounds):
+        for name, call in (list(calls.items()) if r % 2 == 0 else list(calls.items())[::-1]):
+            for path in paths:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                instances = call(path)["instances"]
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - start)
+                detections[name] += len(instances)
+    return {name: (statistics.median(times[name]), detections[name] / (rounds * len(paths))) for name in calls}
+
+
 def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
     """Images/s from a DataLoader (workers, pinned memory) to the model's normalized input
     on the GPU, per mapper: the copy and the model's own ``preprocess_image`` (normalizing
@@ -225,8 +266,10 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=3, help="0 skips the train-step comparison")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for --device cuda")
+    parser.add_argument("--predict-rounds", type=int, default=3, help="rounds of the inference comparison (0 skips it)")
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
+    quiet_known_warnings()
 
     dicts = photos(args.demo_images)
     host = machine()
@@ -253,6 +296,15 @@ def main(argv=None) -> int:
         lines += ["", f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} | ms/step | vs stock |",
                   "|---|---:|---:|"]
         lines += [f"| {name} | {s * 1e3:.1f} | {s / stock:.2f}x |" for name, s in steps.items()]
+
+    if args.predict_rounds > 0:
+        paths = [d["file_name"] for d in dicts]
+        predicted = bench_predictors(paths, args.predict_rounds, args.device)
+        stock = next(iter(predicted.values()))[0]
+        report["predict"] = {name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()}
+        lines += ["", f"| inference, file to Instances, test size {base_cfg('mask_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
+                  f"one thread, {args.device} | ms/image | speed vs stock | detections/image |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()]
 
     if args.device == "cuda":
         picked = [v for v in variants if v[0].startswith(("stock", "DCT-24"))]

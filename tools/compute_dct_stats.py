@@ -1,39 +1,87 @@
 #!/usr/bin/env python
-"""Per-channel mean and std of the 192 DCT channels over a config's training set.
+"""Per-channel mean and std of the 192 DCT channels, over a config's training set or over photos.
 
     python tools/compute_dct_stats.py --config-file configs/mask_rcnn_dct_R50_FPN.yaml \\
         --num-images 5000 --output coco_dct_stats.json
+    python tools/compute_dct_stats.py --config-file mask_rcnn_dct_R50_FPN_scratch.yaml \\
+        --register-coco mine_train train.json images/ --output mine_stats.json DATASETS.TRAIN "('mine_train',)"
+    python tools/compute_dct_stats.py --photos --output freqdet/natural_photo_stats.json
 
-Streams images through the DCT dataset mapper (as at test time), with a progress bar, and
-writes the JSON that ``MODEL.DCT.STATS_FILE`` reads. tools/train_net.py does this by
-itself when no statistics are configured; this tool is for computing them once and
-sharing them between runs.
+With --config-file it streams the training images through the DCT dataset mapper (as at
+test time), with a progress bar, and writes the JSON that MODEL.DCT.STATS_FILE reads
+(tools/train_net.py and freqdet.DCTTrainer do this by themselves when no statistics are
+configured; this is for computing them once and sharing them between runs). With --photos
+it measures natural photographs (by default the ones matplotlib and scikit-learn ship)
+with the detection pipeline at COCO's training sizes, each photo and its mirror image:
+the statistics freqdet ships as every model's default.
 """
 import argparse
 import json
+import os
 import sys
 
+import torch
+
+from freqdet.dct import NUM_CHANNELS, Geometry, separable_dct
+from freqdet.demo import packaged_photos
+from freqdet.detection.cli import add_register_coco_argument, register_coco_datasets
 from freqdet.detection.config import load_config
 from freqdet.detection.engine import DatasetNotFoundError, check_datasets, compute_config_stats
-from freqdet.stats import save_stats
+from freqdet.io import read_image
+from freqdet.noise import quiet_known_warnings
+from freqdet.stats import compute_stats, save_stats
+
+from detectron2.data.transforms import ResizeShortestEdge
+
+COCO_SIZES = (640, 672, 704, 736, 768, 800)  # Detectron2's COCO training scales (shorter side)
+COCO_MAX_SIZE = 1333
+
+
+def photo_stats(paths, short_sides=COCO_SIZES, max_size=COCO_MAX_SIZE):
+    """All 192 channels over each photo at each shorter side, unflipped and mirrored."""
+    channels = range(NUM_CHANNELS)
+
+    def coefficients(item):
+        path, side, hflip = item
+        image = read_image(path, format="BGR")
+        size = ResizeShortestEdge.get_output_shape(image.shape[0], image.shape[1], side, max_size)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+        return separable_dct(pixels, channels, "BGR", geometry=Geometry(tuple(size), hflip))[0]
+
+    items = [(p, side, hflip) for p in paths for side in short_sides for hflip in (False, True)]
+    stats = compute_stats(items, coefficients, channels, desc="DCT statistics of photos")
+    info = dict(stats.info, photos=[os.path.basename(p) for p in paths], short_sides=list(short_sides),
+                max_size=max_size, mirrored=True,
+                pipeline="detection: Y upscaled 2x, Cb/Cr 4x then 4:2:0, 8x8 DCT of each, exact floats",
+                command="python tools/compute_dct_stats.py --photos")
+    return stats._replace(info=info)
 
 
 def main(argv=None) -> int:
+    quiet_known_warnings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-file", help="a config (path or freqdet config name) whose training set to measure")
+    source.add_argument("--photos", nargs="*", metavar="PHOTO",
+                        help="measure these photos (none given: the ones matplotlib and scikit-learn ship)")
     parser.add_argument("--num-images", type=int, default=0, help="images spread over the training set (0: all)")
     parser.add_argument("--output", required=True, help="JSON file to write")
+    add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config_file, args.opts)
     try:
-        check_datasets(cfg, cfg.DATASETS.TRAIN)
-    except DatasetNotFoundError as e:
+        if args.photos is not None:
+            stats = photo_stats(args.photos or packaged_photos())
+        else:
+            register_coco_datasets(args.register_coco)
+            cfg = load_config(args.config_file, args.opts)
+            check_datasets(cfg, cfg.DATASETS.TRAIN)
+            stats = compute_config_stats(cfg, args.num_images)
+    except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    stats = compute_config_stats(cfg, args.num_images)
     save_stats(stats, args.output)
-    y_dc = (stats.mean[0], stats.std[0])
-    print(json.dumps({"output": args.output, "num_images": stats.info["num_images"], "Y_DC_mean_std": y_dc}))
+    print(json.dumps({"output": args.output, "num_images": stats.info["num_images"],
+                      "Y_DC_mean_std": (stats.mean[0], stats.std[0])}))
     return 0
 
 

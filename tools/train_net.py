@@ -1,66 +1,98 @@
 #!/usr/bin/env python
 """Train or evaluate Mask / Faster R-CNN with DCT inputs (or their RGB baselines) with Detectron2.
 
-    python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN_scratch.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN.yaml --eval-only MODEL.WEIGHTS model.pth
     python tools/train_net.py --config-file configs/demo/mask_rcnn_dct_demo.yaml   # CPU, built-in demo data
+    python tools/train_net.py --config-file configs/mask_rcnn_dct_R50_FPN_scratch.yaml \\
+        --register-coco shapes_train train.json images/ --register-coco shapes_val val.json images/ \\
+        DATASETS.TRAIN "('shapes_train',)" DATASETS.TEST "('shapes_val',)"   # your own COCO-format data
 
-Multi-machine runs use Detectron2's launcher flags (--num-machines, --machine-rank, --dist-url).
+--config-file takes a path or the name of one of freqdet's configs (freqdet.model_zoo),
+from any folder. Multi-machine runs use Detectron2's launcher flags (--num-machines,
+--machine-rank, --dist-url).
 """
 import logging
 import os
 import sys
+
+# freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
+from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.cli import add_register_coco_argument, classes_override, register_coco_datasets
+from freqdet.detection.config import config_path, load_config
+from freqdet.detection.engine import DatasetNotFoundError, DCTTrainer, build_mapper, check_config
+from freqdet.detection.predictions import draw_predictions
+from freqdet.noise import quiet_known_warnings
 
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
-from freqdet.detection.checkpoint import FreqdetCheckpointer
-from freqdet.detection.config import load_config
-from freqdet.detection.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
-from freqdet.detection.predictions import draw_predictions
+logger = logging.getLogger("freqdet")
 
 
 def setup_config(args):
-    """The frozen config of the command line: file and KEY VALUE overrides."""
+    """The frozen config of the command line (datasets registered, file and KEY VALUE overrides,
+    the class count of a training set registered with --register-coco), and that override."""
+    registered = register_coco_datasets(args.register_coco)
     cfg = load_config(args.config_file, args.opts)
+    classes = classes_override(cfg, registered, args.opts)
+    cfg.merge_from_list(classes)
     cfg.freeze()
-    return cfg
+    return cfg, classes
 
 
 def draw(cfg, model):
     if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST and comm.is_main_process():
         path = os.path.join(cfg.OUTPUT_DIR, "predictions.png")
-        draw_predictions(model, build_mapper(cfg, False), cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES, path)
-        logging.getLogger("freqdet").info(f"Predictions on {cfg.DATASETS.TEST[0]} drawn to {path}")
+        draw_predictions(model, build_mapper(cfg, False), cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES, path,
+                         score_threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
+        logger.info(f"Predictions on {cfg.DATASETS.TEST[0]} (score >= {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST}) drawn to {path}")
 
 
 def main(args):
-    cfg = setup_config(args)
+    quiet_known_warnings()
+    cfg, classes = setup_config(args)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
+    if classes:
+        logger.info(f"MODEL.ROI_HEADS.NUM_CLASSES {classes[1]}: the classes of {cfg.DATASETS.TRAIN[0]}")
     if args.eval_only:
-        model = Trainer.build_model(cfg)
+        model = DCTTrainer.build_model(cfg)
         FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
+        results = DCTTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         draw(cfg, model)
         return results
 
-    cfg = ensure_dct_stats(cfg)
-    trainer = Trainer(cfg)
+    trainer = DCTTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     draw(cfg, trainer.model)
     return results
 
 
+def parse_args(argv=None):
+    parser = default_argument_parser()
+    add_register_coco_argument(parser)
+    return parser.parse_args(argv)
+
+
+def resolve_config_file(args):
+    """--config-file as a path (a freqdet config's name becomes its path), as Detectron2's
+    default_setup reads the file itself."""
+    args.config_file = config_path(args.config_file)
+    return args
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    quiet_known_warnings()
+    args = parse_args()
     try:
-        check_config(setup_config(args))
+        resolve_config_file(args)
+        check_config(setup_config(args)[0], training=not args.eval_only)
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     launch(

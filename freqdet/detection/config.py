@@ -1,8 +1,11 @@
 """Config keys of freqdet, added to a Detectron2 config by :func:`add_freqdet_config`."""
+import difflib
 import os
-from typing import Optional, Sequence, Tuple
+import re
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from detectron2.config import CfgNode as CN
 
 from ..dct import WIRE_DTYPES, resolve_channels
@@ -26,10 +29,11 @@ def add_freqdet_config(cfg: CN) -> None:
     # Per-channel normalization applied on the device. STATS_FILE is a JSON file with
     # "mean" and "std" lists and the "channels" they describe (freqdet/stats.py; without
     # "channels": all 192, or the selected ones); MEAN and STD lists of 192 values or of
-    # the selected ones, when given, override it. With neither, tools/train_net.py computes
-    # the statistics over the training set before training and writes them to
-    # OUTPUT_DIR/dct_stats.json. The statistics are buffers of the model, so they are
-    # saved in, and restored from, every checkpoint.
+    # the selected ones, when given, override it. With neither, a model normalizes with
+    # the statistics freqdet ships (natural photographs, freqdet/natural_photo_stats.json),
+    # and training (tools/train_net.py, freqdet.DCTTrainer) first computes the training
+    # set's own into OUTPUT_DIR/dct_stats.json. The statistics are buffers of the model, so
+    # they are saved in, and restored from, every checkpoint.
     cfg.MODEL.DCT.STATS_FILE = ""
     cfg.MODEL.DCT.MEAN = []
     cfg.MODEL.DCT.STD = []
@@ -82,15 +86,64 @@ def add_freqdet_config(cfg: CN) -> None:
     cfg.TEST.VIS_IMAGES = 0
 
 
-def load_config(config_file: str, opts=()) -> CN:
-    """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides."""
+class ConfigKeyError(ValueError):
+    """A config file or override names a key that does not exist."""
+
+
+def load_config(config_file: str, opts: Sequence = ()) -> CN:
+    """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides.
+
+    ``config_file`` is a path, or the name of one of freqdet's configs
+    (:mod:`freqdet.model_zoo`, e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder).
+    An unknown key raises :class:`ConfigKeyError` naming it and the closest valid keys.
+    """
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
     add_freqdet_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    path = config_path(config_file)
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ValueError(f"config overrides must be KEY VALUE pairs; got an odd number: {opts}")
+    for source, merge in ((path, lambda: cfg.merge_from_file(path)), ("the overrides", lambda: cfg.merge_from_list(opts))):
+        try:
+            merge()
+        except (KeyError, AssertionError) as e:
+            unknown = re.search(r"Non-existent (?:config )?key: (\S+)", str(e))
+            if unknown is None:
+                raise
+            raise ConfigKeyError(_unknown_key_message(cfg, unknown.group(1).strip("'\""), source)) from None
     return cfg
+
+
+def config_path(config_file: str) -> str:
+    """The path of ``config_file``: itself if it exists, else the freqdet config of that name."""
+    if os.path.isfile(config_file):
+        return config_file
+    from ..model_zoo import get_config_file
+
+    try:
+        return get_config_file(config_file)
+    except FileNotFoundError as e:
+        raise ValueError(f"config file {config_file!r} does not exist, and {e}") from None
+
+
+def all_keys(cfg: CN, prefix: str = "") -> List[str]:
+    """Every leaf key of a config, dotted."""
+    keys = []
+    for name, value in cfg.items():
+        keys += all_keys(value, f"{prefix}{name}.") if isinstance(value, CN) else [prefix + name]
+    return keys
+
+
+def _unknown_key_message(cfg: CN, key: str, source: str) -> str:
+    keys = all_keys(cfg)
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    if not close:  # the right name under another parent
+        tail = key.rsplit(".", 1)[-1]
+        close = [k for k in keys if k.rsplit(".", 1)[-1] == tail][:3]
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown config key {key!r} in {source}{hint}"
 
 
 def dct_selection(cfg: CN) -> Tuple[int, ...]:
@@ -147,3 +200,23 @@ def dct_stats_from_config(cfg: CN, selection) -> Optional[Tuple[np.ndarray, np.n
         path = os.path.expanduser(dct.STATS_FILE)
         return load_stats(path).pick(selection, repr(path))
     return None
+
+
+def check_device(cfg: CN) -> None:
+    """ValueError, before any work, if ``MODEL.DEVICE`` names a device this machine lacks."""
+    device = str(cfg.MODEL.DEVICE)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"cfg.MODEL.DEVICE is {device!r} but torch sees no CUDA GPU on this machine: "
+                         "run with MODEL.DEVICE cpu (or install a CUDA build of torch where there is a GPU)")
+
+
+def check_can_learn(cfg: CN) -> None:
+    """ValueError if training this config would leave the backbone unable to learn:
+    FrozenBatchNorm (norms that never update) with no pretrained ``MODEL.WEIGHTS``."""
+    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and not cfg.MODEL.WEIGHTS:
+        raise ValueError(
+            "this config cannot learn: MODEL.RESNETS.NORM is FrozenBN and MODEL.WEIGHTS is empty, so the "
+            "backbone's normalization stays at its random start. Pass pretrained DCT weights as MODEL.WEIGHTS "
+            "(tools/convert_weights.py), or train from scratch with configs/mask_rcnn_dct_R50_FPN_scratch.yaml "
+            "(GroupNorm, FREEZE_AT 0)"
+        )

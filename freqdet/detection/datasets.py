@@ -24,5 +24,6 @@ def register_demo_datasets(root: str = None) -> None:
 
         DatasetCatalog.register(name, load)
         MetadataCatalog.get(name).set(
-            json_file=json_file, image_root=image_dir, evaluator_type="coco", thing_classes=list(CLASSES)
+            json_file=json_file, image_root=image_dir, evaluator_type="coco", thing_classes=list(CLASSES),
+            thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(CLASSES))},
         )

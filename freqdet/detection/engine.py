@@ -1,4 +1,4 @@
-"""Training glue for tools/train_net.py: the trainer, dataset checks and the dataset's DCT statistics."""
+"""Training: :class:`DCTTrainer`, the config and dataset checks before it, and the training set's DCT statistics."""
 import copy
 import logging
 import os
@@ -15,6 +15,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.utils.logger import setup_logger
 
 from ..dct import NUM_CHANNELS
 from ..demo import prepare_demo
@@ -22,7 +23,16 @@ from ..stats import ChannelStats, compute_stats, load_matching, save_stats
 from . import inputs
 from .bad_images import SkipBadImages, skipped_images
 from .checkpoint import FreqdetCheckpointer
-from .config import dct_selection, dct_source, dct_stats_from_config, on_bad_image, transform_on, wire_dtype
+from .config import (
+    check_can_learn,
+    check_device,
+    dct_selection,
+    dct_source,
+    dct_stats_from_config,
+    on_bad_image,
+    transform_on,
+    wire_dtype,
+)
 from .datasets import DEMO_DATASETS
 from .mapper import DCTDatasetMapper
 from .meta_arch import DCTGeneralizedRCNN
@@ -87,14 +97,18 @@ def check_datasets(cfg, names=None) -> None:
             raise DatasetNotFoundError(message)
 
 
-def check_config(cfg) -> None:
-    """Fail early, with messages that name the key or file, on what would fail later.
+def check_config(cfg, training: bool = True) -> None:
+    """Fail early, with one-line messages that name the key or file, on what would fail later.
 
-    Checks the datasets (see :func:`check_datasets`) and, for frequency-domain models,
-    the channel selection, the wire dtype, where the transform runs and any configured
-    statistics.
+    Checks the device, that a training config can learn (:func:`~.config.check_can_learn`),
+    the datasets (the test sets only when not ``training``; see :func:`check_datasets`) and,
+    for frequency-domain models, the channel selection, the wire dtype, where the transform
+    runs, the bad-image policy and any configured statistics.
     """
-    check_datasets(cfg)
+    check_device(cfg)
+    if training:
+        check_can_learn(cfg)
+    check_datasets(cfg, None if training else list(cfg.DATASETS.TEST))
     if is_dct_model(cfg):
         selection = dct_selection(cfg)
         wire_dtype(cfg)
@@ -109,6 +123,8 @@ def compute_config_stats(cfg, num_images: int) -> ChannelStats:
 
     Images are mapped as at test time (``DCTDatasetMapper`` in inference mode, the
     config's source and geometry), so the statistics describe what the model normalizes.
+    Unusable images follow ``INPUT.DCT.ON_BAD_IMAGE``: they stop the pass, or are left out
+    and listed in ``OUTPUT_DIR/skipped_images.tsv``.
     """
     dicts = []
     for name in cfg.DATASETS.TRAIN:
@@ -118,11 +134,15 @@ def compute_config_stats(cfg, num_images: int) -> ChannelStats:
     mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
     mapper_cfg.INPUT.DCT.WIRE_DTYPE = "int16" if mapper_cfg.INPUT.DCT.SOURCE == "jpeg" else "float32"
     mapper_cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
-    mapper = DCTDatasetMapper(mapper_cfg, is_train=False)
+    bad_image_log = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv") if on_bad_image(cfg) == "skip" else None
+    mapper = DCTDatasetMapper(mapper_cfg, is_train=False, bad_image_log=bad_image_log)
     channels = list(range(NUM_CHANNELS))
+    logger.info(f"Computing DCT channel statistics over {min(num_images or len(dicts), len(dicts))} of the "
+                f"{len(dicts)} training images (MODEL.DCT.STATS_NUM_IMAGES {num_images})")
 
     def coefficients(d):
-        return inputs.coefficients(mapper(d), channels, "cpu", mapper.image_format, mapper.wire_dtype)
+        mapped = mapper(d)
+        return None if mapped is None else inputs.coefficients(mapped, channels, "cpu", mapper.image_format, mapper.wire_dtype)
 
     return compute_stats(dicts, coefficients, channels, num_images)
 
@@ -137,9 +157,9 @@ def ensure_dct_stats(cfg):
         return cfg
     path = os.path.join(cfg.OUTPUT_DIR, "dct_stats.json")
     if comm.is_main_process() and load_matching(path, dct_selection(cfg)) is None:
-        n = cfg.MODEL.DCT.STATS_NUM_IMAGES
-        logger.info(f"Computing DCT channel statistics over {n or 'all'} training images -> {path}")
-        save_stats(compute_config_stats(cfg, n), path)
+        stats = compute_config_stats(cfg, cfg.MODEL.DCT.STATS_NUM_IMAGES)
+        save_stats(stats, path)
+        logger.info(f"DCT channel statistics of {stats.info['num_images']} training images written to {path}")
     comm.synchronize()
     cfg = cfg.clone()
     cfg.defrost()
@@ -163,9 +183,29 @@ class SkippedImagesHook(HookBase):
                 logger.warning(f"{count} bad training images were skipped; they are listed in {self.path}")
 
 
-class Trainer(DefaultTrainer):
-    """Detectron2's DefaultTrainer with freqdet's mappers, crash-safe checkpoints that check the
-    channel selection, a count of skipped bad images, and a COCO evaluator that runs without ``_C``."""
+class DCTTrainer(DefaultTrainer):
+    """Detectron2's ``DefaultTrainer`` for freqdet's configs (DCT models and their RGB baselines).
+
+    - checks the config first (device, a backbone that can learn, datasets, DCT keys), with
+      one-line errors;
+    - computes the training set's DCT statistics when none are configured
+      (``OUTPUT_DIR/dct_stats.json``), so the model normalizes its own data;
+    - :class:`DCTDatasetMapper` for the training and test loaders (Detectron2's own for RGB
+      models), with ``INPUT.DCT.ON_BAD_IMAGE`` and a count of skipped images;
+    - crash-safe checkpoints (the model itself refuses weights of another channel selection);
+    - the channel gate's learning rate factor;
+    - COCO evaluation that runs on either Detectron2: the fast C++ one where the compiled op
+      exists, pycocotools' otherwise.
+
+    Use it as ``DefaultTrainer``: ``trainer = DCTTrainer(cfg); trainer.resume_or_load(False);
+    trainer.train()``; ``DCTTrainer.test(cfg, model)`` evaluates.
+    """
+
+    def __init__(self, cfg):
+        if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):  # as DefaultTrainer does for detectron2
+            setup_logger(name="freqdet", distributed_rank=comm.get_rank())
+        check_config(cfg)
+        super().__init__(ensure_dct_stats(cfg))
 
     def build_hooks(self):
         # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose

@@ -90,9 +90,10 @@ class DCTDatasetMapper(DatasetMapper):
             fuse_resize: let the frequency transform absorb resizes and flips.
             source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.io.coefficients`).
             max_pixels: images with more pixels are refused before decoding (None: no limit).
-            bad_image_log: in training, a file to list unusable images in and skip them
-                (returning None; :class:`freqdet.detection.bad_images.SkipBadImages` then maps the
-                next image in order); None raises.
+            bad_image_log: a file to list unusable images in and skip them (returning None;
+                in training :class:`freqdet.detection.bad_images.SkipBadImages` then maps the
+                next image in order); None raises. ``from_config`` sets it in training under
+                ``INPUT.DCT.ON_BAD_IMAGE "skip"``; evaluation raises.
             kwargs: the arguments of Detectron2's ``DatasetMapper``.
         """
         super().__init__(is_train, **kwargs)
@@ -102,7 +103,7 @@ class DCTDatasetMapper(DatasetMapper):
         self.wire_dtype = wire_dtype
         self.transform_on = transform_on
         self.max_pixels = max_pixels
-        self.bad_images = BadImageLog(bad_image_log) if bad_image_log and is_train else None
+        self.bad_images = BadImageLog(bad_image_log) if bad_image_log else None
         geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
         self.fuse = fuse_resize and geometric
         self.source = source
@@ -166,11 +167,24 @@ class DCTDatasetMapper(DatasetMapper):
             self.bad_images.record(dataset_dict["file_name"], getattr(e, "reason", str(e)))
             return None
 
+    def map_image(self, image: np.ndarray, dataset_dict: Optional[dict] = None) -> dict:
+        """Map an image already decoded, (H, W, 3) uint8 in ``INPUT.FORMAT`` order, as if read from
+        ``dataset_dict``'s file (default: a dict of its size alone): what a predictor needs."""
+        if self.source == "jpeg":
+            raise ValueError("INPUT.DCT.SOURCE 'jpeg' reads the coefficients of files: give a file, not pixels")
+        dataset_dict = copy.deepcopy(dataset_dict) if dataset_dict is not None else {}
+        dataset_dict.setdefault("height", image.shape[0])
+        dataset_dict.setdefault("width", image.shape[1])
+        return self._map_pixels(dataset_dict, image)
+
     def _map(self, dataset_dict):
         if self.source == "jpeg":
             transforms, image_shape = self._map_jpeg(dataset_dict)
             return self._finish(dataset_dict, transforms, image_shape)
         image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
+        return self._map_pixels(dataset_dict, image)
+
+    def _map_pixels(self, dataset_dict, image):
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
 

@@ -1,5 +1,4 @@
 """DCTGeneralizedRCNN: Detectron2's GeneralizedRCNN fed with DCT channels instead of pixels."""
-import logging
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -10,12 +9,11 @@ from detectron2.structures import ImageList
 
 from ..dct import CELL, upscaled_idct
 from ..normalization import ChannelNormalization, legacy_keys_hook
+from ..stats import NATURAL_PHOTO_STATS, natural_photo_stats
 from . import inputs
 from .backbone import DCTStem
 from .config import dct_selection, dct_stats_from_config, wire_dtype
 from .gate import gate_losses_and_metrics
-
-logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
@@ -71,13 +69,8 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         ret = super().from_config(cfg)
         selection = dct_selection(cfg)
         stats = dct_stats_from_config(cfg, selection)
-        if stats is None:
-            logger.warning(
-                "No DCT statistics configured (MODEL.DCT.STATS_FILE / MEAN / STD): normalization is "
-                "mean 0, std 1 until a checkpoint with them is loaded. tools/train_net.py computes "
-                "them over the training set before training."
-            )
-            stats = (np.zeros(len(selection)), np.ones(len(selection)))
+        if stats is None:  # until training computes the dataset's own, or a checkpoint brings its own
+            stats = natural_photo_stats().pick(selection, NATURAL_PHOTO_STATS)
         ret.update(
             channels=selection,
             dct_mean=stats[0].tolist(),
