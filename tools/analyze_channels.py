@@ -25,6 +25,7 @@ from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.config import load_config
 from freqdet.detection.engine import DatasetNotFoundError, check_datasets
 from freqdet.detection.gate import gate_statistics, top_k, write_selection_config
+from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
 
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top-k", type=int, default=24)
     parser.add_argument("--static-config", default=None, help="config the top-K config inherits (default: --config-file)")
     parser.add_argument("--output", default="output/channels")
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
 
@@ -54,7 +57,10 @@ def main(argv=None) -> int:
     except DatasetNotFoundError as e:
         sys.exit(f"error: {e}")
     model = build_model(cfg)
-    FreqdetCheckpointer(model).load(args.weights)
+    try:
+        FreqdetCheckpointer(model, trust=args.trust_checkpoint).load(args.weights)
+    except UntrustedCheckpointError as e:
+        sys.exit(f"error: {e}")
     if model.gate is None:
         sys.exit(f"error: {args.config_file} has no channel gate (MODEL.DCT.GATE.NAME is empty)")
     dicts = evenly_spaced(DatasetCatalog.get(dataset), args.num_images)

@@ -6,6 +6,8 @@
     python tools/train_net.py --config-file configs/demo/mask_rcnn_dct_demo.yaml   # CPU, built-in demo data
 
 Multi-machine runs use Detectron2's launcher flags (--num-machines, --machine-rank, --dist-url).
+MODEL.WEIGHTS and --resume checkpoints are read without running code from them; a file that
+needs pickled Python objects is refused unless --trust-checkpoint is given.
 """
 import logging
 import os
@@ -20,6 +22,7 @@ from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.config import load_config
 from freqdet.detection.engine import DatasetNotFoundError, Trainer, build_mapper, check_config, ensure_dct_stats
 from freqdet.detection.predictions import draw_predictions
+from freqdet.files import TRUST_FLAG
 
 
 def setup_config(args):
@@ -42,7 +45,8 @@ def main(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, trust=args.trust_checkpoint)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
@@ -50,15 +54,22 @@ def main(args):
         return results
 
     cfg = ensure_dct_stats(cfg)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, trust_checkpoint=args.trust_checkpoint)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     draw(cfg, trainer.model)
     return results
 
 
+def parse_args(argv=None):
+    parser = default_argument_parser()
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow checkpoints that need pickled Python objects (they can run code when loaded)")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = parse_args()
     try:
         check_config(setup_config(args))
     except (DatasetNotFoundError, ValueError) as e:

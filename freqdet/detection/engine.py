@@ -165,13 +165,19 @@ class SkippedImagesHook(HookBase):
 
 class Trainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with freqdet's mappers, crash-safe checkpoints that check the
-    channel selection, a count of skipped bad images, and a COCO evaluator that runs without ``_C``."""
+    channel selection and run no code from the files they load (``trust_checkpoint`` to allow
+    pickled objects), a count of skipped bad images, and a COCO evaluator that runs without ``_C``."""
+
+    def __init__(self, cfg, trust_checkpoint: bool = False):
+        self.trust_checkpoint = trust_checkpoint  # read by build_hooks, which DefaultTrainer.__init__ calls
+        super().__init__(cfg)
 
     def build_hooks(self):
         # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose
         # PeriodicCheckpointer takes self.checkpointer: swap it for ours here, before that.
         old = self.checkpointer
-        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, **old.checkpointables)
+        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, trust=self.trust_checkpoint,
+                                                **old.checkpointables)
         hooks = super().build_hooks()
         if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
