@@ -67,6 +67,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
+    # The official DCTNet release's normalization tables (figures, with their source).
+    package_data={"freqdet.classification": ["official_stats/*.json"]},
     ext_modules=[
         Extension("freqdet.io._jpeg", ["freqdet/io/jpeg_coefficients.c"], libraries=["jpeg"]),
         Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3"]),
@@ -83,5 +85,9 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn"]},
+    extras_require={
+        # --preprocess official: the release's validation pipeline resizes with OpenCV.
+        "official": ["opencv-python-headless"],
+        "test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn", "opencv-python-headless"],
+    },
 )
