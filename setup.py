@@ -67,8 +67,13 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
-    # The shipped statistics, and the configs (freqdet/model_zoo/configs links to configs/).
-    package_data={"freqdet": ["natural_photo_stats.json"], "freqdet.model_zoo": ["configs/*.yaml", "configs/*/*.yaml"]},
+    # Data: the shipped statistics, the configs (freqdet/model_zoo/configs links to configs/), and
+    # the official DCTNet release's normalization tables (figures, with their source).
+    package_data={
+        "freqdet": ["natural_photo_stats.json"],
+        "freqdet.model_zoo": ["configs/*.yaml", "configs/*/*.yaml"],
+        "freqdet.classification": ["official_stats/*.json"],
+    },
     ext_modules=[
         Extension("freqdet.io._jpeg", ["freqdet/io/jpeg_coefficients.c"], libraries=["jpeg"]),
         Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3"]),
@@ -85,5 +90,9 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn"]},
+    extras_require={
+        # --preprocess official: the release's validation pipeline resizes with OpenCV.
+        "official": ["opencv-python-headless"],
+        "test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn", "opencv-python-headless"],
+    },
 )

@@ -24,6 +24,7 @@ from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.config import load_config
 from freqdet.detection.engine import DatasetNotFoundError, check_datasets
 from freqdet.detection.gate import gate_statistics, top_k, write_selection_config
+from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.noise import quiet_known_warnings
 from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top-k", type=int, default=24)
     parser.add_argument("--static-config", default=None, help="config the top-K config inherits (default: --config-file)")
     parser.add_argument("--output", default="output/channels")
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
     quiet_known_warnings()
@@ -56,8 +59,8 @@ def main(argv=None) -> int:
         dataset = args.dataset or cfg.DATASETS.TRAIN[0]
         check_datasets(cfg, [dataset])
         model = build_model(cfg)
-        FreqdetCheckpointer(model).load(args.weights)
-    except (DatasetNotFoundError, ValueError) as e:
+        FreqdetCheckpointer(model, trust=args.trust_checkpoint).load(args.weights)
+    except (DatasetNotFoundError, ValueError, UntrustedCheckpointError) as e:
         sys.exit(f"error: {e}")
     if model.gate is None:
         sys.exit(f"error: {args.config_file} has no channel gate (MODEL.DCT.GATE.NAME is empty)")

@@ -1,44 +1,96 @@
 #!/usr/bin/env python
-"""Convert classifier weights into freqdet's ResNet-50-DCT or into Detectron2 backbone weights.
+"""Convert classifier weights into freqdet's classifiers or into Detectron2 backbone weights.
 
     # our classifier (tools/train_cls.py) -> MODEL.WEIGHTS for the DCT detectors
     python tools/convert_weights.py --source classifier --target detectron2 output/cls/model_best.pth dct_r50.pth
-    # the official DCTNet release's model_best.pth.tar -> ours or Detectron2
+    # the official DCTNet release's model_best.pth.tar -> our classifier (its outputs, its classification table)
+    python tools/convert_weights.py --source official --arch resnet50 --target classifier model_best.pth.tar r50_dct24.pth
+    python tools/convert_weights.py --source official --arch mobilenet_v2 --target classifier model_best.pth.tar mnv2_dct32.pth
+    # ... or -> Detectron2 backbone weights, normalized with the release's detection table
     python tools/convert_weights.py --source official --target detectron2 model_best.pth.tar dct_r50.pth
     # torchvision's RGB ResNet-50 -> a ResNet-50-DCT starting point with 24 input channels
     python tools/convert_weights.py --source torchvision --channels 24 --target classifier resnet50.pth init.pth
 
-Prints what was mapped, re-initialised, dropped or not understood. With --target
-detectron2 and --config-file, also checks that the converted weights fill every backbone
-parameter of that config's model (no missing or unexpected keys).
+Prints what was mapped, re-initialised, dropped or not understood. The official release's
+checkpoints carry no normalization: its fixed tables (freqdet/classification/official_stats/)
+are written into the converted weights for their channels, which are read off the input
+convolution. A classifier target records its architecture, layout, channels and
+normalization (tools/train_cls.py --evaluate / --init and freqdet.classification.load_classifier
+read them). With --target detectron2 and --config-file, also checks that the converted
+weights fill every backbone parameter of that config's model (no missing or unexpected
+keys). Checkpoints are read without running code from them: one that needs pickled Python
+objects is refused unless --trust-checkpoint is given.
 """
 import argparse
 import sys
 
 import torch
 
-from freqdet.classification.convert import official_to_classifier, torchvision_to_classifier, unwrap
+from freqdet.classification.checkpoints import classifier_record, describe, is_classifier_checkpoint
+from freqdet.classification.convert import INPUT_INITS, official_to_classifier, torchvision_to_classifier, unwrap
+from freqdet.classification.models import ARCHITECTURES, LAYOUTS
+from freqdet.classification.official import describe_table
+from freqdet.dct import resolve_channels
+from freqdet.files import TRUST_FLAG, UntrustedCheckpointError, load_checkpoint
+
+HEAD = {"resnet50": "fc.weight", "mobilenet_v2": "classifier.1.weight"}
 
 
-def convert(checkpoint, source: str, target: str, channels: int = None):
-    """(state dict, list of (step, report))."""
-    reports = []
-    if source == "official":
-        state, report = official_to_classifier(checkpoint)
-        reports.append(("official -> classifier", report))
-    elif source == "torchvision":
-        if channels is None:
+def selected_channels(state, key: str = "input.normalization.selected"):
+    """The channels a state dict's normalization records, or None."""
+    return state[key].nonzero().flatten().tolist() if key in state else None
+
+
+def to_classifier(checkpoint, args, source: str):
+    """(classifier checkpoint record, reports) of ``checkpoint`` from ``args.source``."""
+    if args.source == "official":
+        state, report = official_to_classifier(checkpoint, args.arch, "classification", source)
+        channels, layout, normalization = selected_channels(state), "official", describe_table("classification")
+        arch = args.arch
+    elif args.source == "torchvision":
+        if args.channels is None:
             raise ValueError("--source torchvision needs --channels (the DCT input channels)")
-        state, report = torchvision_to_classifier(checkpoint, channels)
-        reports.append(("torchvision -> classifier", report))
+        channels = resolve_channels(args.channels)
+        state, report = torchvision_to_classifier(checkpoint, len(channels), arch=args.arch, layout=args.layout,
+                                                  input_init=args.init_input)
+        arch, layout = args.arch, args.layout
+        normalization = "none yet: computed over the training images when training starts (tools/train_cls.py --init)"
     else:
-        state = checkpoint if target == "detectron2" else unwrap(checkpoint)  # keeps the recorded channels
-    if target == "detectron2":
-        from freqdet.detection.convert import classifier_to_detectron2
+        description = describe(checkpoint, source)
+        record = dict(checkpoint, model=unwrap(checkpoint))
+        record.setdefault("layout", description.layout)
+        return record, []
+    record = classifier_record(state, arch, layout, channels, state[HEAD[arch]].shape[0], normalization,
+                               converted_from=f"{args.source}: {args.input}")
+    return record, [(f"{args.source} -> classifier", report)]
 
-        state, report = classifier_to_detectron2(state)
-        reports.append(("classifier -> detectron2", report))
-    return state, reports
+
+def to_detectron2(checkpoint, args, source: str):
+    """(Detectron2 checkpoint, reports) of ``checkpoint`` from ``args.source``."""
+    from freqdet.detection.convert import classifier_to_detectron2
+
+    reports = []
+    if args.arch != "resnet50":
+        raise ValueError(f"Detectron2 backbones here are ResNets; --arch {args.arch} has no detector target")
+    if args.source == "official":
+        state, report = official_to_classifier(checkpoint, args.arch, "detection", source)
+        reports.append(("official -> classifier", report))
+        classifier = {"model": state, "layout": "official"}
+        normalization = describe_table("detection")
+    elif args.source == "torchvision":
+        classifier, step = to_classifier(checkpoint, args, source)
+        reports += step
+        normalization = None
+    else:
+        if is_classifier_checkpoint(checkpoint) and describe(checkpoint, source).arch != "resnet50":
+            raise ValueError(f"{source} is a {describe(checkpoint, source).arch} classifier; Detectron2 backbones "
+                             "here are ResNets")
+        classifier, normalization = checkpoint, checkpoint.get("normalization") if isinstance(checkpoint, dict) else None
+    state, report = classifier_to_detectron2(classifier)
+    reports.append(("classifier -> detectron2", report))
+    channels = selected_channels(state, "normalization.selected")
+    return {"model": state, "__converted_from__": args.source, "channels": channels,
+            "normalization": normalization}, reports
 
 
 def check_against_config(state, config_file: str, opts):
@@ -54,20 +106,37 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=["classifier", "official", "torchvision"], required=True)
     parser.add_argument("--target", choices=["classifier", "detectron2"], required=True)
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="resnet50", help="the official or torchvision model")
     parser.add_argument("--channels", type=int, default=None, help="DCT input channels (torchvision source)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="torchvision",
+                        help="classifier layout for torchvision weights ('official': the release's networks)")
+    parser.add_argument("--init-input", choices=INPUT_INITS, default="reinit",
+                        help="torchvision source: re-initialise the layers that read the input, or slice their "
+                             "input channels as the official release does")
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)")
     parser.add_argument("--config-file", default=None, help="a detector config to check the result against")
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for --config-file")
     args = parser.parse_args(argv)
-    checkpoint = torch.load(args.input, map_location="cpu", weights_only=False)
-    state, reports = convert(checkpoint, args.source, args.target, args.channels)
+    if args.opts and not args.config_file:
+        parser.error(f"{' '.join(args.opts)!r} after OUTPUT are config overrides for --config-file; put options "
+                     "before INPUT OUTPUT")
+    source = repr(args.input)
+    try:
+        checkpoint = load_checkpoint(args.input, trust=args.trust_checkpoint)
+        convert = to_detectron2 if args.target == "detectron2" else to_classifier
+        result, reports = convert(checkpoint, args, source)
+    except (UntrustedCheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for step, report in reports:
         print(f"[{step}]\n{report}")
-    torch.save({"model": state, "__converted_from__": args.source}, args.output)
-    print(f"wrote {args.output} ({len(state)} tensors)")
+    torch.save(result, args.output)
+    print(f"wrote {args.output} ({len(result['model'])} tensors)")
     if args.config_file and args.target == "detectron2":
-        missing, unexpected, mismatched = check_against_config(state, args.config_file, args.opts)
+        missing, unexpected, mismatched = check_against_config(result["model"], args.config_file, args.opts)
         print(f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
               f"keys, {len(mismatched)} of another shape or channel selection")
         for key in missing + unexpected + mismatched:

@@ -10,7 +10,9 @@
 
 --config-file takes a path or the name of one of freqdet's configs (freqdet.model_zoo),
 from any folder. Multi-machine runs use Detectron2's launcher flags (--num-machines,
---machine-rank, --dist-url).
+--machine-rank, --dist-url). MODEL.WEIGHTS and --resume checkpoints are read without running
+code from them; a file that needs pickled Python objects is refused unless --trust-checkpoint
+is given.
 """
 import logging
 import os
@@ -22,6 +24,7 @@ from freqdet.detection.cli import add_register_coco_argument, classes_override, 
 from freqdet.detection.config import config_path, load_config
 from freqdet.detection.engine import DatasetNotFoundError, DCTTrainer, build_mapper, check_config
 from freqdet.detection.predictions import draw_predictions
+from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.noise import quiet_known_warnings
 
 import detectron2.utils.comm as comm
@@ -60,14 +63,15 @@ def main(args):
         logger.info(f"MODEL.ROI_HEADS.NUM_CLASSES {classes[1]}: the classes of {cfg.DATASETS.TRAIN[0]}")
     if args.eval_only:
         model = DCTTrainer.build_model(cfg)
-        FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, trust=args.trust_checkpoint)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = DCTTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         draw(cfg, model)
         return results
 
-    trainer = DCTTrainer(cfg)
+    trainer = DCTTrainer(cfg, trust_checkpoint=args.trust_checkpoint)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     draw(cfg, trainer.model)
@@ -77,6 +81,8 @@ def main(args):
 def parse_args(argv=None):
     parser = default_argument_parser()
     add_register_coco_argument(parser)
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow checkpoints that need pickled Python objects (they can run code when loaded)")
     return parser.parse_args(argv)
 
 
@@ -95,11 +101,14 @@ if __name__ == "__main__":
         check_config(setup_config(args)[0], training=not args.eval_only)
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except UntrustedCheckpointError as e:
+        sys.exit(f"error: {e}")

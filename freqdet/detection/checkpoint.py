@@ -1,10 +1,10 @@
-"""Detectron2's checkpointer, made crash-safe and aware of the DCT channels a model takes."""
+"""Detectron2's checkpointer, made crash-safe, safe to load from, and aware of the DCT channels a model takes."""
 import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..files import write_atomically
+from ..files import check_array_pickle, load_checkpoint, write_atomically
 from ..normalization import ChannelMismatchError
 
 
@@ -17,7 +17,27 @@ class FreqdetCheckpointer(DetectionCheckpointer):
     - Loading weights of another channel selection is refused by the model itself
       (:class:`freqdet.normalization.ChannelNormalization`), whatever loads them; this
       checkpointer names the file in that error.
+    - Files (``MODEL.WEIGHTS``, ``--resume``) are read without running code from them: a
+      ``.pth`` with tensors and plain data only, a model-zoo ``.pkl`` with numpy arrays and
+      plain data only; anything else is refused naming the file and ``--trust-checkpoint``
+      (``trust=True``), which restores Detectron2's own loading.
     """
+
+    def __init__(self, model, save_dir: str = "", *, trust: bool = False, **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.trust = trust
+
+    def _load_file(self, filename: str):
+        if self.trust:
+            return super()._load_file(filename)
+        if filename.endswith((".pkl", ".pyth")):
+            if filename.endswith(".pkl"):
+                check_array_pickle(filename)
+            else:
+                load_checkpoint(filename)
+            return super()._load_file(filename)
+        loaded = load_checkpoint(filename)  # Detectron2's own .pth reading, without pickled objects
+        return loaded if "model" in loaded else {"model": loaded}
 
     def save(self, name: str, **kwargs) -> None:
         # fvcore's Checkpointer.save, with the file written atomically.

@@ -25,6 +25,8 @@ def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
 
     BatchNorm's ``num_batches_tracked`` is dropped for the backbone (Detectron2 turns
     its norms into FrozenBN); the classifier's head (``fc``) has no detector counterpart.
+    Both layouts give the same backbone: the detector keeps the standard strides (1, 2, 2, 2)
+    where the official classifier runs layer2 at stride 1, as the release's own detector does.
     The channels a checkpoint records become the detector's ``normalization.selected``,
     which loading checks against the config's selection.
     """
@@ -32,6 +34,9 @@ def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
     state = unwrap(checkpoint)
     upgrade_legacy_keys(state, "input.")
     channels = checkpoint.get("channels") if isinstance(checkpoint, dict) else None
+    if isinstance(checkpoint, dict) and checkpoint.get("layout") == "official":
+        report.notes.append("the official layout's layer2 (stride 1 in the release's classifier) becomes res3 at "
+                            "the standard stride 2, as in the release's detection backbone")
     if isinstance(channels, (list, tuple)) and _NORMALIZATION + "selected" not in state:
         state[_NORMALIZATION + "selected"] = selection_mask([int(c) for c in channels])
     if _NORMALIZATION + "selected" in state:

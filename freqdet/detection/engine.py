@@ -192,7 +192,8 @@ class DCTTrainer(DefaultTrainer):
       (``OUTPUT_DIR/dct_stats.json``), so the model normalizes its own data;
     - :class:`DCTDatasetMapper` for the training and test loaders (Detectron2's own for RGB
       models), with ``INPUT.DCT.ON_BAD_IMAGE`` and a count of skipped images;
-    - crash-safe checkpoints (the model itself refuses weights of another channel selection);
+    - crash-safe checkpoints that run no code from the files they load (``trust_checkpoint``
+      allows pickled objects); the model itself refuses weights of another channel selection;
     - the channel gate's learning rate factor;
     - COCO evaluation that runs on either Detectron2: the fast C++ one where the compiled op
       exists, pycocotools' otherwise.
@@ -201,17 +202,19 @@ class DCTTrainer(DefaultTrainer):
     trainer.train()``; ``DCTTrainer.test(cfg, model)`` evaluates.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, trust_checkpoint: bool = False):
         if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):  # as DefaultTrainer does for detectron2
             setup_logger(name="freqdet", distributed_rank=comm.get_rank())
         check_config(cfg)
+        self.trust_checkpoint = trust_checkpoint  # read by build_hooks, which DefaultTrainer.__init__ calls
         super().__init__(ensure_dct_stats(cfg))
 
     def build_hooks(self):
         # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose
         # PeriodicCheckpointer takes self.checkpointer: swap it for ours here, before that.
         old = self.checkpointer
-        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, **old.checkpointables)
+        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, trust=self.trust_checkpoint,
+                                                **old.checkpointables)
         hooks = super().build_hooks()
         if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))

@@ -84,7 +84,12 @@ def read_jpeg_coefficients(path, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -
     Raises :class:`freqdet.ImageDecodeError` for files that are not readable baseline or
     progressive JPEGs in YCbCr or grayscale (CMYK and RGB JPEGs need the pixel path).
     """
-    data = read_bytes(path)
+    return decode_jpeg_coefficients(read_bytes(path), path, max_pixels)
+
+
+def decode_jpeg_coefficients(data: bytes, path="<JPEG in memory>",
+                             max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> JpegCoefficients:
+    """:func:`read_jpeg_coefficients` of a JPEG already in memory (``path`` names it in errors)."""
     if not is_jpeg(data):
         raise ImageDecodeError(path, "not a JPEG file; the compressed-domain path reads JPEGs only")
     header = open_header(data, path)
