@@ -23,6 +23,7 @@ import time
 from freqdet.detection import DCTPredictor
 from freqdet.detection.cli import add_register_coco_argument, register_coco_datasets
 from freqdet.detection.config import load_config
+from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.io import ImageDecodeError, read_image
 from freqdet.noise import quiet_known_warnings
 
@@ -69,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="also write DIR/predictions.json (COCO results)")
     parser.add_argument("--dataset", default=None, help="dataset whose class names to use (default: the first test set)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="allow weights that need pickled Python objects (they can run code when loaded)")
     add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs (MODEL.WEIGHTS ...)")
     args = parser.parse_args(argv)
@@ -80,8 +83,8 @@ def main(argv=None) -> int:
             cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence
         if not cfg.MODEL.WEIGHTS:
             raise ValueError("no weights: add MODEL.WEIGHTS path/to/model_final.pth")
-        predictor = DCTPredictor(cfg)
-    except (ValueError, FileNotFoundError) as e:
+        predictor = DCTPredictor(cfg, trust_checkpoint=args.trust_checkpoint)
+    except (ValueError, FileNotFoundError, UntrustedCheckpointError) as e:
         sys.exit(f"error: {e}")
     metadata = MetadataCatalog.get(args.dataset) if args.dataset else predictor.metadata
     contiguous_to_id = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()} if metadata else {}

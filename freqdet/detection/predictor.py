@@ -27,8 +27,9 @@ class DCTPredictor(DefaultPredictor):
     ``DefaultPredictor`` takes them. Each image is resized as at test time
     (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) by the frequency transform itself, and the
     result is Detectron2's: ``{"instances": Instances}`` in the pixels of the original
-    (oriented) image. The weights are ``cfg.MODEL.WEIGHTS``; their statistics and channel
-    selection come with them (weights of another selection are refused).
+    (oriented) image. The weights are ``cfg.MODEL.WEIGHTS``, read without running code from
+    the file; their statistics and channel selection come with them (weights of another
+    selection are refused).
 
         predictor = DCTPredictor(cfg)
         instances = predictor("photo.jpg")["instances"]
@@ -38,7 +39,9 @@ class DCTPredictor(DefaultPredictor):
     one image at a time.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, trust_checkpoint: bool = False):
+        """``trust_checkpoint`` allows weights files that need pickled Python objects (which
+        can run code when loaded; see :func:`freqdet.files.load_checkpoint`)."""
         if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):
             setup_logger(name="freqdet")
         check_device(cfg)
@@ -46,7 +49,7 @@ class DCTPredictor(DefaultPredictor):
         self.model = build_model(self.cfg).eval()
         names = list(self.cfg.DATASETS.TEST) or list(self.cfg.DATASETS.TRAIN)
         self.metadata = MetadataCatalog.get(names[0]) if names else None
-        FreqdetCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        FreqdetCheckpointer(self.model, trust=trust_checkpoint).load(self.cfg.MODEL.WEIGHTS)
         self.input_format = self.cfg.INPUT.FORMAT
         self.aug = T.ResizeShortestEdge([self.cfg.INPUT.MIN_SIZE_TEST] * 2, self.cfg.INPUT.MAX_SIZE_TEST)
         self.dct = is_dct_model(self.cfg)
