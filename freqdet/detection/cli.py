@@ -1,5 +1,5 @@
-"""What freqdet's command-line tools share: registering COCO-format datasets from the command
-line, one-line errors, and quiet logs."""
+"""What freqdet's command-line tools share: ``--register-coco``, COCO-format datasets registered
+from the command line, with their class names and class count."""
 import argparse
 import json
 import os
@@ -7,6 +7,7 @@ from typing import List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
+
 
 def add_register_coco_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
