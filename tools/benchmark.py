@@ -275,8 +275,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     quiet_known_warnings()
     # Timing needs no trained weights: the warning about FrozenBN models without them is not for here.
-    logging.getLogger("freqdet.detection.backbone").setLevel(logging.ERROR)
+    # The level is put back afterwards, since main() also runs inside other programs (the tests).
+    backbone_logger = logging.getLogger("freqdet.detection.backbone")
+    level = backbone_logger.level
+    backbone_logger.setLevel(logging.ERROR)
+    try:
+        return run(args)
+    finally:
+        backbone_logger.setLevel(level)
 
+
+def run(args) -> int:
+    """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
     dicts = photos(args.demo_images)
     host = machine()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
