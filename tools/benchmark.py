@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ from freqdet.detection import DCTDatasetMapper
 from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
 from freqdet.io.coefficients import check_available
+from freqdet.machine import describe
 from freqdet.stats import evenly_spaced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -204,17 +204,6 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the images")
@@ -229,7 +218,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     dicts = photos(args.demo_images)
-    host = machine()
+    host = describe()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     mappers = bench_mappers(dicts, variants, args.rounds)
