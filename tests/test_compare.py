@@ -128,7 +128,7 @@ def test_second_invocation_reuses_finished_runs_and_redoes_an_interrupted_one(co
 
 def test_changed_overrides_do_not_reuse_runs_of_another_config(compared, tool, capsys):
     output, _ = compared
-    with pytest.raises(SystemExit, match="result.json records a run .* remove that run's folder"):
+    with pytest.raises(SystemExit, match=r"result.json records a run .* \(SOLVER.BASE_LR: 0.02 then, 0.01 now\): remove that run.s folder"):
         tool.main(["--configs", *CONFIGS, "--seeds", "2", "--output", str(output), *TINY, "SOLVER.BASE_LR", "0.01"])
     assert "starting" not in capsys.readouterr().out
 

@@ -10,7 +10,7 @@ Each config is trained with SEED 0, 1, ..., N-1 by tools/train_net.py, one proce
 run, in ``<output>/<config stem>/seed<k>/`` (its log in ``log.txt``); the AP is read from
 the run's ``metrics.json`` and recorded in ``result.json``, written last. A run with a
 ``result.json`` is finished and reused by a later invocation with the same output folder
-(after a check that its config, overrides included, is unchanged); an interrupted run
+(after a check that its merged config, overrides included, is unchanged); an interrupted run
 starts over, so that every result depends on its config and seed alone. Config overrides
 (KEY VALUE pairs after the flags) go to every run. ``--jobs N`` runs N at once, each with
 its share of the CPU threads (OMP_NUM_THREADS).
@@ -23,7 +23,6 @@ The table's ± is the sample standard deviation over seeds (n - 1 in the denomin
 import argparse
 import concurrent.futures
 import datetime
-import hashlib
 import json
 import os
 import shlex
@@ -54,9 +53,9 @@ class Run:
             cfg = load_config(config, self.opts + ["SEED", str(seed)])
         except (KeyError, ValueError, AssertionError) as e:
             raise ValueError(f"{config} with overrides {self.opts}: {e}") from e
-        cfg.OUTPUT_DIR = ""  # where a run lives does not change what it computes
-        self.config_sha256 = hashlib.sha256(cfg.dump().encode()).hexdigest()
         self.device = cfg.MODEL.DEVICE
+        del cfg["OUTPUT_DIR"]  # where a run lives does not change what it computes
+        self.values = json.loads(json.dumps(flatten(cfg)))  # as a result.json gives them back
 
     def __str__(self):
         return f"{self.name} seed {self.seed}"
@@ -67,11 +66,14 @@ class Run:
             return None
         with open(self.result_path) as f:
             result = json.load(f)
-        if result.get("config_sha256") != self.config_sha256:
+        recorded = result.get("config_values", {})
+        changed = sorted(k for k in recorded.keys() | self.values.keys() if recorded.get(k) != self.values.get(k))
+        if changed:
+            differences = "; ".join(f"{k}: {recorded.get(k)!r} then, {self.values.get(k)!r} now" for k in changed[:5])
             raise ValueError(
-                f"{self.result_path} records a run of {result.get('config')!r} with overrides "
-                f"{result.get('overrides')} whose merged config differs from {self.config!r} with {self.opts} now "
-                "(a config file or an override changed): remove that run's folder to redo it, or pass another --output"
+                f"{self.result_path} records a run of {result.get('config')!r} whose merged config differs from "
+                f"{self.config!r} with overrides {self.opts} now ({differences}): remove that run's folder to redo "
+                "it, or pass another --output"
             )
         return result
 
@@ -91,7 +93,7 @@ class Run:
             "config": self.config,
             "seed": self.seed,
             "overrides": self.opts,
-            "config_sha256": self.config_sha256,
+            "config_values": self.values,
             "device": self.device,
             "threads": threads,
             "machine": describe(),
@@ -101,6 +103,17 @@ class Run:
         }
         write_atomically(self.result_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
         return result
+
+
+def flatten(node, prefix="") -> dict:
+    """A config as {"MODEL.DCT.CHANNELS": 24, ...}."""
+    values = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            values.update(flatten(value, f"{prefix}{key}."))
+        else:
+            values[f"{prefix}{key}"] = value
+    return values
 
 
 def final_metrics(path: str) -> dict:
