@@ -217,3 +217,50 @@ def test_a_real_photo_normalized_with_the_default_table_is_of_unit_scale():
     h, w = (s // 4 for s in mapper({"file_name": packaged_photos()[0]})["image_size"])
     x = x[:, :h, :w]
     assert x.mean(dim=(1, 2)).abs().max() < 1.5 and (x.std(dim=(1, 2)) < 3).all() and x[0].std() > 0.3
+
+
+DEMO = ROOT / "configs" / "demo"
+RGB_TWINS = [("mask_rcnn_rgb_demo.yaml", "mask_rcnn_dct_demo.yaml"), ("faster_rcnn_rgb_demo.yaml", "faster_rcnn_dct_demo.yaml")]
+
+
+def load_demo(name):
+    return load(f"demo/{name}")
+
+
+@pytest.mark.parametrize("rgb, dct", RGB_TWINS)
+def test_rgb_demo_twins_differ_from_the_dct_demo_only_in_the_input(rgb, dct):
+    ours, twin = load_demo(rgb), load_demo(dct)
+    stock = get_cfg()  # Detectron2's own R-CNN FPN: its meta-architecture and backbone
+    stock.merge_from_file(model_zoo.get_config_file("Base-RCNN-FPN.yaml"))
+    assert ours.MODEL.META_ARCHITECTURE == stock.MODEL.META_ARCHITECTURE
+    assert ours.MODEL.BACKBONE.NAME == stock.MODEL.BACKBONE.NAME
+    assert ours.MODEL.RESNETS.STEM_OUT_CHANNELS == 64 and ours.MODEL.RESNETS.DEPTH == 18
+    assert ours.OUTPUT_DIR == f"output/demo/{rgb[:-5]}"
+    # The merged configs, input keys aside, are equal: depth, norm, heads, sizes, schedule, SEED.
+    ours.MODEL.META_ARCHITECTURE = twin.MODEL.META_ARCHITECTURE
+    ours.MODEL.BACKBONE.NAME = twin.MODEL.BACKBONE.NAME
+    ours.OUTPUT_DIR = twin.OUTPUT_DIR
+    assert ours == twin
+
+
+def test_rgb_demo_model_is_the_dct_demo_model_with_detectron2s_stem():
+    dct = build_model(load_demo("mask_rcnn_dct_demo.yaml"))
+    rgb = build_model(load_demo("mask_rcnn_rgb_demo.yaml"))
+    assert type(rgb).__name__ == "GeneralizedRCNN" and type(rgb.backbone.bottom_up.stem).__name__ == "BasicStem"
+    assert rgb.backbone.bottom_up.stem.conv1.weight.shape == (64, 3, 7, 7)
+    assert {k: v.stride for k, v in rgb.backbone.output_shape().items()} == {k: v.stride for k, v in dct.backbone.output_shape().items()}
+
+    def shapes(model):  # everything after the input: res2 from its second block on, FPN, RPN, heads
+        skip = ("backbone.bottom_up.stem.", "backbone.bottom_up.res2.0.", "normalization.")
+        return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(skip)}
+
+    assert shapes(rgb) == shapes(dct)
+    assert rgb.backbone.bottom_up.res2[0].conv1.weight.shape[1:] == (64, 3, 3)
+    assert dct.backbone.bottom_up.res2[0].conv1.weight.shape[1:] == (24, 3, 3)
+
+
+def test_dct64_demo_is_the_dct_demo_with_64_channels():
+    ours, base = load_demo("mask_rcnn_dct64_demo.yaml"), load_demo("mask_rcnn_dct_demo.yaml")
+    assert dct_selection(ours) == channel_indices(64)
+    ours.merge_from_list(["MODEL.DCT.CHANNELS", 24, "OUTPUT_DIR", base.OUTPUT_DIR])
+    assert ours == base

@@ -161,3 +161,23 @@ def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypat
         drawn.clear()
         draw_predictions(Scored(), mapper, "freqdet_demo_val", 2, str(tmp_path / "p.png"), score_threshold=threshold)
         assert drawn == [count, count]
+
+
+def test_rgb_demo_twin_takes_detectron2s_mapper_and_draws_its_predictions(tmp_path):
+    from detectron2.data import DatasetCatalog
+    from detectron2.modeling import GeneralizedRCNN
+    from PIL import Image
+
+    from freqdet.detection.engine import build_mapper
+    from freqdet.detection.predictions import draw_predictions
+
+    cfg = small_cfg("configs/demo/mask_rcnn_rgb_demo.yaml")
+    model = build_model(cfg)
+    mapper = build_mapper(cfg, False)
+    assert type(model) is GeneralizedRCNN and type(mapper) is DatasetMapper
+    path = draw_predictions(model, mapper, "freqdet_demo_val", 2, str(tmp_path / "predictions.png"), score_threshold=0.0)
+    first, last = DatasetCatalog.get("freqdet_demo_val")[0], DatasetCatalog.get("freqdet_demo_val")[-1]
+    # Two rows (ground truth | predictions, drawn at 2x with an 8-pixel gap), each with an 8-pixel margin below.
+    widest = max(first["width"], last["width"])
+    with Image.open(path) as picture:
+        assert picture.size == (2 * 2 * widest + 8, 2 * (first["height"] + last["height"]) + 16)

@@ -29,7 +29,6 @@ import copy
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
 from freqdet.io.coefficients import check_available
 from freqdet.noise import quiet_known_warnings
+from freqdet.machine import describe
 from freqdet.stats import evenly_spaced
 
 from detectron2.data import DatasetCatalog, DatasetMapper
@@ -249,17 +249,6 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the images")
@@ -288,7 +277,7 @@ def main(argv=None) -> int:
 def run(args) -> int:
     """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
     dicts = photos(args.demo_images)
-    host = machine()
+    host = describe()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     mappers = bench_mappers(dicts, variants, args.rounds)
