@@ -307,7 +307,7 @@ def run(args) -> int:
         predicted = bench_predictors(paths, args.predict_rounds, args.device)
         stock = next(iter(predicted.values()))[0]
         report["predict"] = {name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()}
-        lines += ["", f"| Faster R-CNN inference, file to Instances, test size {base_cfg('mask_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
+        lines += ["", f"| Faster R-CNN inference, file to Instances, test size {base_cfg('faster_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
                   f"one thread, {args.device} | ms/image | speed vs stock | detections/image |", "|---|---:|---:|---:|"]
         lines += [f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()]
 
