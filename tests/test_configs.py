@@ -264,3 +264,20 @@ def test_dct64_demo_is_the_dct_demo_with_64_channels():
     assert dct_selection(ours) == channel_indices(64)
     ours.merge_from_list(["MODEL.DCT.CHANNELS", 24, "OUTPUT_DIR", base.OUTPUT_DIR])
     assert ours == base
+
+
+def test_gate_top24_demo_is_what_the_channel_analysis_writes_for_its_channels(tmp_path):
+    from freqdet.detection.gate import write_selection_config
+
+    ours, base = load_demo("mask_rcnn_dct_gate_top24_demo.yaml"), load_demo("mask_rcnn_dct_demo.yaml")
+    chosen = list(ours.MODEL.DCT.INDICES)
+    assert len(chosen) == len(set(chosen)) == 24 and dct_selection(ours) == tuple(sorted(chosen))
+    written = tmp_path / "channels" / "top24.yaml"
+    write_selection_config(chosen, str(ROOT / "configs/demo/mask_rcnn_dct_demo.yaml"), str(written))
+    analysis = get_cfg()
+    freqdet.add_freqdet_config(analysis)
+    analysis.merge_from_file(str(written))
+    analysis.OUTPUT_DIR = ours.OUTPUT_DIR
+    assert ours == analysis  # the same merged config, so the same runs
+    ours.merge_from_list(["MODEL.DCT.INDICES", [], "OUTPUT_DIR", base.OUTPUT_DIR])
+    assert ours == base  # and the square demo's but for the channels
