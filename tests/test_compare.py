@@ -35,6 +35,14 @@ def compare(output, *args, opts=TINY):
     )
 
 
+def strict(text):
+    """JSON parsed as strictly as a browser or jq would: NaN and Infinity are refused."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def last_evaluation(metrics_path):
     """The last metrics.json line with an evaluation, read independently of the tool."""
     lines = [json.loads(line) for line in metrics_path.read_text().splitlines()]
@@ -82,7 +90,9 @@ def test_every_config_and_seed_is_trained_with_its_seed(compared):
 
 def test_table_and_json_hold_each_runs_ap_with_mean_and_std(compared):
     output, stdout = compared
-    report = json.loads((output / "comparison.json").read_text())
+    report = strict((output / "comparison.json").read_text())
+    for result in output.glob("*/seed*/result.json"):
+        strict(result.read_text())
     assert report["seeds"] == [0, 1] and report["overrides"] == TINY and report["configs"] == CONFIGS
     assert [row["config"] for row in report["summary"]] == CONFIGS
     table = (output / "comparison.md").read_text().strip()
@@ -157,3 +167,14 @@ def test_summary_and_table_of_given_results(tool):
     lines = tool.table(rows).splitlines()
     assert lines[2] == "| `a.yaml` | 0, 1, 2 | 43.2 ± 2.8 | 50.0 | 40.0, 44.0, 45.5 | 50.0 |"
     assert lines[3] == "| `b.yaml` | 0 | 30.0 | - | 30.0 | - |"
+
+
+def test_undefined_coco_metrics_are_null_in_strict_json(tool, tmp_path):
+    metrics = tmp_path / "metrics.json"  # as Detectron2's JSONWriter writes it: NaN where COCO has no value
+    metrics.write_text('{"iteration": 3, "total_loss": 1.5}\n'
+                       '{"iteration": 4, "bbox/AP": 12.5, "bbox/APl": NaN, "segm/AP": 10.0, "segm/APs": Infinity}\n')
+    assert json.loads(metrics.read_text().splitlines()[1])["bbox/APl"] != 0  # NaN as Python reads it
+    parsed = tool.final_metrics(str(metrics))
+    assert parsed == {"bbox": {"AP": 12.5, "APl": None}, "segm": {"AP": 10.0, "APs": None}}
+    assert strict(tool.strict_json({"runs": [{"x": float("nan")}], "y": [1.0, float("-inf")]}).decode()) == \
+        {"runs": [{"x": None}], "y": [1.0, None]}

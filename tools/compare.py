@@ -19,11 +19,14 @@ Writes to ``<output>``: ``comparison.md`` (the table printed at the end), ``comp
 (every run's figures, the summary, the command, the date and the machine) and
 ``comparison.png`` (one point per run, the mean and ± one standard deviation marked).
 The table's ± is the sample standard deviation over seeds (n - 1 in the denominator).
+The JSON files are strict JSON: a metric COCO leaves undefined (NaN, e.g. APl when no
+object is large) is null.
 """
 import argparse
 import concurrent.futures
 import datetime
 import json
+import math
 import os
 import shlex
 import shutil
@@ -55,7 +58,7 @@ class Run:
             raise ValueError(f"{config} with overrides {self.opts}: {e}") from e
         self.device = cfg.MODEL.DEVICE
         del cfg["OUTPUT_DIR"]  # where a run lives does not change what it computes
-        self.values = json.loads(json.dumps(flatten(cfg)))  # as a result.json gives them back
+        self.values = finite(json.loads(json.dumps(flatten(cfg))))  # as a result.json gives them back
 
     def __str__(self):
         return f"{self.name} seed {self.seed}"
@@ -65,7 +68,7 @@ class Run:
         if not os.path.exists(self.result_path):
             return None
         with open(self.result_path) as f:
-            result = json.load(f)
+            result = finite(json.load(f))
         recorded = result.get("config_values", {})
         changed = sorted(k for k in recorded.keys() | self.values.keys() if recorded.get(k) != self.values.get(k))
         if changed:
@@ -101,7 +104,7 @@ class Run:
             "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             **final_metrics(os.path.join(self.folder, "metrics.json")),
         }
-        write_atomically(self.result_path, lambda f: f.write(json.dumps(result, indent=1).encode()))
+        write_atomically(self.result_path, lambda f: f.write(strict_json(result)))
         return result
 
 
@@ -114,6 +117,22 @@ def flatten(node, prefix="") -> dict:
         else:
             values[f"{prefix}{key}"] = value
     return values
+
+
+def finite(value):
+    """``value`` with every NaN or infinite float in it, however nested, replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def strict_json(value) -> bytes:
+    """``value`` as JSON that any parser reads (no NaN): what the tool writes."""
+    return json.dumps(finite(value), indent=1, allow_nan=False).encode()
 
 
 def final_metrics(path: str) -> dict:
@@ -131,7 +150,7 @@ def final_metrics(path: str) -> dict:
         task, _, name = key.partition("/")
         if task in dict(TASKS):
             metrics.setdefault(task, {})[name] = value
-    return metrics
+    return finite(metrics)
 
 
 def summarize(runs, results) -> list:
@@ -219,7 +238,7 @@ def write_report(output: str, runs, results, header: dict) -> str:
     rows = summarize(runs, results)
     text = table(rows)
     report = dict(header, runs=[results[r] for r in runs if r in results], summary=rows)
-    write_atomically(os.path.join(output, "comparison.json"), lambda f: f.write(json.dumps(report, indent=1).encode()))
+    write_atomically(os.path.join(output, "comparison.json"), lambda f: f.write(strict_json(report)))
     write_atomically(os.path.join(output, "comparison.md"), lambda f: f.write((text + "\n").encode()))
     title = f"{len(results)} runs, seeds {header['seeds']}" + (f", {' '.join(header['overrides'])}" if header["overrides"] else "")
     fig = plot(rows, title)
