@@ -58,7 +58,7 @@ class Run:
             raise ValueError(f"{config} with overrides {self.opts}: {e}") from e
         self.device = cfg.MODEL.DEVICE
         del cfg["OUTPUT_DIR"]  # where a run lives does not change what it computes
-        self.values = finite(json.loads(json.dumps(flatten(cfg))))  # as a result.json gives them back
+        self.values = json.loads(json.dumps(flatten(cfg)))  # as a result.json gives them back
 
     def __str__(self):
         return f"{self.name} seed {self.seed}"
@@ -68,7 +68,7 @@ class Run:
         if not os.path.exists(self.result_path):
             return None
         with open(self.result_path) as f:
-            result = finite(json.load(f))
+            result = json.load(f)
         recorded = result.get("config_values", {})
         changed = sorted(k for k in recorded.keys() | self.values.keys() if recorded.get(k) != self.values.get(k))
         if changed:
@@ -150,7 +150,7 @@ def final_metrics(path: str) -> dict:
         task, _, name = key.partition("/")
         if task in dict(TASKS):
             metrics.setdefault(task, {})[name] = value
-    return finite(metrics)
+    return metrics
 
 
 def summarize(runs, results) -> list:
