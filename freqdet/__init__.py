@@ -12,6 +12,7 @@ for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` al
 :func:`add_freqdet_config`, :class:`DCTDatasetMapper`, :class:`DCTTrainer`,
 :class:`DCTPredictor` and :mod:`freqdet.model_zoo`.
 """
+
 import importlib.util
 import warnings
 

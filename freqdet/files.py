@@ -8,6 +8,7 @@ names. :func:`load_checkpoint` reads tensors, numbers, strings and containers on
 flag of the tools, unless the caller trusts the file. :func:`check_array_pickle` does
 the same for Detectron2's ``.pkl`` model-zoo files (plain pickles of numpy arrays).
 """
+
 import io
 import os
 import pickle
@@ -60,21 +61,28 @@ def load_checkpoint(path: Union[str, os.PathLike], trust: bool = False, map_loca
         if trust:
             raise ValueError(f"{os.fspath(path)!r} is not a readable checkpoint ({e})") from e
         named = re.search(r"GLOBAL ([\w.]+)", str(e))
-        raise UntrustedCheckpointError(path, f"it names {named.group(1)}" if named else "objects other than "
-                                       "tensors and plain data") from None
+        raise UntrustedCheckpointError(
+            path, f"it names {named.group(1)}" if named else "objects other than tensors and plain data"
+        ) from None
     except (RuntimeError, EOFError) as e:
         raise ValueError(f"{os.fspath(path)!r} is not a readable PyTorch checkpoint ({e})") from e
 
 
 # What a plain pickle of numpy arrays names (Detectron2 / Caffe2 model-zoo .pkl files), numpy 1 and 2.
-_ARRAY_GLOBALS = {
-    (module, name)
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-} | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")} | {
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
-}
+_ARRAY_GLOBALS = (
+    {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
+    | {(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")}
+    | {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+    }
+)
 
 
 class _ArrayUnpickler(pickle.Unpickler):

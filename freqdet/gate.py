@@ -8,6 +8,7 @@ so the same image always gets the same channels. The input is multiplied by the
 decisions; a loss weighted by lambda counts the channels switched on. Averaged over a
 dataset the decisions give the heat map of the paper's Fig. 5.
 """
+
 from typing import Optional
 
 import torch

@@ -1,4 +1,5 @@
 """A one-line description of the machine a measurement ran on, for reports."""
+
 import os
 import platform
 

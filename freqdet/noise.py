@@ -4,6 +4,7 @@ fvcore (Detectron2's dependency) decorates functions with ``torch.jit.script`` a
 which torch 2.x deprecates, and Detectron2's anchor generator calls ``torch.meshgrid``
 without ``indexing``. Neither is about the user's code nor about freqdet's.
 """
+
 import warnings
 
 KNOWN_NOISE = (

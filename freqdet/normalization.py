@@ -7,6 +7,7 @@ checkpoint carries its model's normalization and selection, and loading it into 
 that takes other channels is refused (:class:`ChannelMismatchError`), by whatever loads it
 (``load_state_dict``, Detectron2's checkpointers, ``DefaultPredictor``).
 """
+
 from typing import Optional, Sequence
 
 import torch
@@ -43,8 +44,9 @@ class ChannelNormalization(nn.Module):
     :meth:`set_stats` is called they are 0 and 1.
     """
 
-    def __init__(self, selection: Sequence[int], mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None):
+    def __init__(
+        self, selection: Sequence[int], mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None
+    ):
         super().__init__()
         self.channels = resolve_channels(list(selection))
         n = len(self.channels)

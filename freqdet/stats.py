@@ -14,6 +14,7 @@ that has no statistics of its own: all 192 channels measured on natural photogra
 the detection pipeline (``tools/compute_dct_stats.py --photos`` writes it; the file
 records how).
 """
+
 import json
 import logging
 import os
@@ -49,15 +50,19 @@ class ChannelStats(NamedTuple):
         if self.channels is not None:
             missing = sorted(set(selection) - set(self.channels))
             if missing:
-                raise ValueError(f"DCT statistics in {source} lack channels {missing}; they cover "
-                                 f"{len(self.channels)} channels: recompute them for this selection")
+                raise ValueError(
+                    f"DCT statistics in {source} lack channels {missing}; they cover "
+                    f"{len(self.channels)} channels: recompute them for this selection"
+                )
             position = {c: i for i, c in enumerate(self.channels)}
             mean, std = mean[[position[c] for c in selection]], std[[position[c] for c in selection]]
         elif len(mean) == NUM_CHANNELS:
             mean, std = mean[selection], std[selection]
         elif len(mean) != len(selection):
-            raise ValueError(f"DCT statistics in {source} have {len(mean)} values; expected {NUM_CHANNELS} "
-                             f"(all channels) or {len(selection)} (the selected ones)")
+            raise ValueError(
+                f"DCT statistics in {source} have {len(mean)} values; expected {NUM_CHANNELS} "
+                f"(all channels) or {len(selection)} (the selected ones)"
+            )
         if not np.all(np.isfinite(mean)) or not np.all(std > 0):
             raise ValueError(f"DCT statistics in {source} need finite means and positive stds")
         return mean, std
@@ -127,8 +132,12 @@ def compute_stats(
 
 def save_stats(stats: ChannelStats, path: str) -> None:
     """Write the JSON atomically (the file either is complete or is not there)."""
-    record = {"channels": list(stats.channels) if stats.channels is not None else None,
-              "mean": np.asarray(stats.mean).tolist(), "std": np.asarray(stats.std).tolist(), **stats.info}
+    record = {
+        "channels": list(stats.channels) if stats.channels is not None else None,
+        "mean": np.asarray(stats.mean).tolist(),
+        "std": np.asarray(stats.std).tolist(),
+        **stats.info,
+    }
     if record["channels"] is None:
         del record["channels"]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -149,8 +158,9 @@ def load_stats(path: str) -> ChannelStats:
             "and 'std' lists (and 'channels', the global indices they describe)"
         ) from e
     if channels is not None and not (len(channels) == len(mean) == len(std)):
-        raise ValueError(f"DCT statistics in {path!r} list {len(channels)} channels but {len(mean)} means "
-                         f"and {len(std)} stds")
+        raise ValueError(
+            f"DCT statistics in {path!r} list {len(channels)} channels but {len(mean)} means and {len(std)} stds"
+        )
     return ChannelStats(channels, mean, std, record)
 
 

@@ -1,4 +1,5 @@
 """Pictures of frequency channels, so a person can see what the network sees."""
+
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -90,7 +91,9 @@ def plot_channels(image_bgr: np.ndarray, selection: Sequence[int], title: str = 
             if index in chosen:
                 ax.add_patch(Rectangle((x0, y0), tw, th, fill=False, edgecolor="red", linewidth=1.5))
         n_kept = sum(1 for i in selection if i // 64 == component)
-        ax.set_title(f"{name}: {n_kept} of 64 selected (red); u down, v across; log|coef|, AC on one scale", fontsize=10)
+        ax.set_title(
+            f"{name}: {n_kept} of 64 selected (red); u down, v across; log|coef|, AC on one scale", fontsize=10
+        )
         ax.axis("off")
     fig.suptitle(title or f"DCT channels ({h}x{w} cells of 4x4 pixels each)", fontsize=12)
     fig.tight_layout()

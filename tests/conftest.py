@@ -1,4 +1,5 @@
 """Shared fixtures: a real photo shipped with matplotlib, and small synthetic images."""
+
 import numpy as np
 import pytest
 from PIL import Image

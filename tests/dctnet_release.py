@@ -8,6 +8,7 @@ Written from the release's description and source (github.com/kaix90/DCTNet:
 plain torch modules with the release's parameter names, and OpenCV + libjpeg-turbo
 (PyTurboJPEG) + jpeglib for the pipeline. Not part of the package.
 """
+
 import copy
 
 import cv2
@@ -18,11 +19,61 @@ from torch import nn
 # The release's main/__init__.py subset_channel_index: per component (Y, Cb, Cr), k = 8u + v.
 SUBSETS = {
     24: ([0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27], [0, 1, 8, 9], [0, 1, 8, 9]),
-    32: ([0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 16, 17, 18, 19, 20, 24, 25, 26, 27, 32, 33, 34], [0, 1, 2, 8, 9],
-         [0, 1, 2, 8, 9]),
-    64: ([0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 24, 25, 26, 27, 28, 29,
-          32, 33, 34, 35, 36, 37, 40, 41, 42, 43, 44, 45, 48, 49, 50, 51, 52, 53],
-         [0, 1, 2, 8, 9, 10, 16, 17, 24, 25], [0, 1, 2, 8, 9, 10, 16, 17, 24, 25]),
+    32: (
+        [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 16, 17, 18, 19, 20, 24, 25, 26, 27, 32, 33, 34],
+        [0, 1, 2, 8, 9],
+        [0, 1, 2, 8, 9],
+    ),
+    64: (
+        [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            32,
+            33,
+            34,
+            35,
+            36,
+            37,
+            40,
+            41,
+            42,
+            43,
+            44,
+            45,
+            48,
+            49,
+            50,
+            51,
+            52,
+            53,
+        ],
+        [0, 1, 2, 8, 9, 10, 16, 17, 24, 25],
+        [0, 1, 2, 8, 9, 10, 16, 17, 24, 25],
+    ),
 }
 
 
@@ -75,8 +126,12 @@ class ResNetDCTUpscaledStatic(nn.Module):
 
     def __init__(self, channels: int, num_classes: int = 1000):
         super().__init__()
-        layers = [make_layer(64, 64, 3, 1), make_layer(256, 128, 4, 1), make_layer(512, 256, 6, 2),
-                  make_layer(1024, 512, 3, 2)]
+        layers = [
+            make_layer(64, 64, 3, 1),
+            make_layer(256, 128, 4, 1),
+            make_layer(512, 256, 6, 2),
+            make_layer(1024, 512, 3, 2),
+        ]
         self.model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((1, 1)))
         self.fc = nn.Linear(2048, num_classes)
         first = self.model[0][0]
@@ -116,10 +171,18 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = round(inp * expand_ratio)
         self.identity = stride == 1 and inp == oup
-        layers = [] if expand_ratio == 1 else [nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
-                                                nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        layers = (
+            []
+            if expand_ratio == 1
+            else [nn.Conv2d(inp, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        )
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -166,7 +229,7 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / fan_in ** 0.5)
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / fan_in**0.5)
             elif isinstance(module, nn.BatchNorm2d):
                 n = module.num_features
                 module.weight.copy_(0.5 + torch.rand(n, generator=generator))
@@ -175,7 +238,7 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
                 module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
                 module.num_batches_tracked.fill_(1234)
             elif isinstance(module, nn.Linear):
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features ** 0.5)
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
                 module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
     return model.eval()
 
@@ -184,8 +247,16 @@ def save_checkpoint(model: nn.Module, path, data_parallel: bool) -> None:
     """The release's ``model_best.pth.tar`` layout: ``state_dict`` (under ``module.`` when saved from DataParallel)."""
     prefix = "module." if data_parallel else ""
     state = {prefix + k: v for k, v in model.state_dict().items()}
-    torch.save({"epoch": 90, "arch": type(model).__name__, "state_dict": state, "best_prec1": 76.792,
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.0001, "params": [0, 1]}]}}, path)
+    torch.save(
+        {
+            "epoch": 90,
+            "arch": type(model).__name__,
+            "state_dict": state,
+            "best_prec1": 76.792,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.0001, "params": [0, 1]}]},
+        },
+        path,
+    )
 
 
 # --- valloader_upscaled_static --------------------------------------------------------------

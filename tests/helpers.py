@@ -14,13 +14,20 @@ def small_cfg(config_file="configs/demo/mask_rcnn_dct_demo.yaml", *opts):
     cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", config_file))
     cfg.merge_from_list(
         [
-            "MODEL.DEVICE", "cpu",
-            "MODEL.RESNETS.DEPTH", 18,
-            "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-            "INPUT.MIN_SIZE_TRAIN", (128, 160),
-            "INPUT.MAX_SIZE_TRAIN", 240,
-            "INPUT.MIN_SIZE_TEST", 144,
-            "INPUT.MAX_SIZE_TEST", 240,
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.RESNETS.DEPTH",
+            18,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            64,
+            "INPUT.MIN_SIZE_TRAIN",
+            (128, 160),
+            "INPUT.MAX_SIZE_TRAIN",
+            240,
+            "INPUT.MIN_SIZE_TEST",
+            144,
+            "INPUT.MAX_SIZE_TEST",
+            240,
         ]
         + list(opts)
     )

@@ -1,4 +1,5 @@
 """The frequency-domain ResNet-FPN against Detectron2's stock R50-FPN."""
+
 import pytest
 import torch
 from detectron2 import model_zoo
@@ -23,7 +24,10 @@ def configs(**resnets):
 
 
 def test_registered():
-    assert BACKBONE_REGISTRY.get("build_resnet_dct_fpn_backbone") is freqdet.detection.backbone.build_resnet_dct_fpn_backbone
+    assert (
+        BACKBONE_REGISTRY.get("build_resnet_dct_fpn_backbone")
+        is freqdet.detection.backbone.build_resnet_dct_fpn_backbone
+    )
     assert BACKBONE_REGISTRY.get("build_resnet_dct_backbone") is freqdet.detection.backbone.build_resnet_dct_backbone
 
 

@@ -3,6 +3,7 @@
 Supported inputs decode to Pillow's pixels and go through the same coefficient path as
 any image; unsupported ones raise ImageDecodeError naming the file, before decoding.
 """
+
 import contextlib
 import copy
 import io
@@ -17,13 +18,12 @@ import pytest
 import torch
 import turbojpeg
 from detectron2.data import detection_utils
+from helpers import small_cfg
 from PIL import Image
 
 from freqdet import DCTDatasetMapper, ImageDecodeError, read_image
-from freqdet.io import read_jpeg_coefficients
 from freqdet.dct import upscaled_dct
-
-from helpers import small_cfg
+from freqdet.io import read_jpeg_coefficients
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,11 @@ SUPPORTED = {
     "progressive.jpg": lambda p: jpeg(p, quality=90, progressive=True),
     "grayscale.jpg": lambda p: jpeg(np.asarray(Image.fromarray(p).convert("L")), quality=90),
     "cmyk.jpg": lambda p: jpeg(Image.fromarray(p).convert("CMYK"), quality=90),
-    "ycck.jpg": lambda p: turbo(np.concatenate([255 - p, np.full(p.shape[:2] + (1,), 30, np.uint8)], axis=2),
-                                quality=90, pixel_format=turbojpeg.TJPF_CMYK),
+    "ycck.jpg": lambda p: turbo(
+        np.concatenate([255 - p, np.full(p.shape[:2] + (1,), 30, np.uint8)], axis=2),
+        quality=90,
+        pixel_format=turbojpeg.TJPF_CMYK,
+    ),
     "sub444.jpg": lambda p: turbo(p, quality=90, pixel_format=turbojpeg.TJPF_RGB, jpeg_subsample=turbojpeg.TJSAMP_444),
     "sub422.jpg": lambda p: turbo(p, quality=90, pixel_format=turbojpeg.TJPF_RGB, jpeg_subsample=turbojpeg.TJSAMP_422),
     "sub440.jpg": lambda p: turbo(p, quality=90, pixel_format=turbojpeg.TJPF_RGB, jpeg_subsample=turbojpeg.TJSAMP_440),
@@ -137,12 +140,18 @@ REFUSED = {
     "truncated_header.jpg": (lambda p: jpeg(p, quality=90)[:60], "corrupt"),
     "truncated_scan.jpg": (lambda p: (lambda d: d[: len(d) * 2 // 3])(jpeg(p, quality=90)), "corrupt JPEG data"),
     "missing_eoi.jpg": (lambda p: jpeg(p, quality=90)[:-2], "corrupt JPEG data"),
-    "corrupt_huffman.jpg": (lambda p: (lambda d: d[: len(d) // 2] + bytes(range(200, 256)) * 4 + d[len(d) // 2 + 224 :])(
-        jpeg(p, quality=90)), "corrupt"),
+    "corrupt_huffman.jpg": (
+        lambda p: (lambda d: d[: len(d) // 2] + bytes(range(200, 256)) * 4 + d[len(d) // 2 + 224 :])(
+            jpeg(p, quality=90)
+        ),
+        "corrupt",
+    ),
     "twelve_bit.jpg": (lambda p: twelve_bit(jpeg(p, quality=90)), "(?i)precision"),
     "bomb.jpg": (lambda p: with_size(jpeg(p, quality=90), 60000, 60000), "60000x60000 pixels exceed the limit"),
-    "bomb_below_pillows_limit.jpg": (lambda p: with_size(jpeg(p, quality=90), 10000, 10000),
-                                     "10000x10000 pixels exceed the limit"),
+    "bomb_below_pillows_limit.jpg": (
+        lambda p: with_size(jpeg(p, quality=90), 10000, 10000),
+        "10000x10000 pixels exceed the limit",
+    ),
 }
 
 
@@ -184,8 +193,13 @@ def test_the_size_limit_is_a_config_key(pixels, tmp_path, demo_dicts):
 # Annotations that do not fit their image.
 def annotated(tmp_path, pixels, annotations, height=None, width=None):
     path = write(tmp_path, "annotated.jpg", jpeg(pixels, quality=95))
-    return {"file_name": str(path), "height": height or pixels.shape[0], "width": width or pixels.shape[1],
-            "image_id": 1, "annotations": annotations}
+    return {
+        "file_name": str(path),
+        "height": height or pixels.shape[0],
+        "width": width or pixels.shape[1],
+        "image_id": 1,
+        "annotations": annotations,
+    }
 
 
 def box(x0, y0, x1, y1, category=0, polygon=None):
@@ -194,8 +208,15 @@ def box(x0, y0, x1, y1, category=0, polygon=None):
 
 
 def no_augmentation():
-    return small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.MIN_SIZE_TRAIN", (80,), "INPUT.MAX_SIZE_TRAIN", 1000,
-                     "INPUT.RANDOM_FLIP", "none")
+    return small_cfg(
+        "configs/demo/mask_rcnn_dct_demo.yaml",
+        "INPUT.MIN_SIZE_TRAIN",
+        (80,),
+        "INPUT.MAX_SIZE_TRAIN",
+        1000,
+        "INPUT.RANDOM_FLIP",
+        "none",
+    )
 
 
 def test_size_mismatch_between_annotation_and_image_raises_with_the_file(pixels, tmp_path):
@@ -206,10 +227,10 @@ def test_size_mismatch_between_annotation_and_image_raises_with_the_file(pixels,
 
 def test_empty_degenerate_and_outside_annotations(pixels, tmp_path):
     annotations = [
-        box(10, 10, 40, 50, category=1),                       # kept as it is
-        box(20, 20, 20, 60, category=2),                       # zero width: dropped
-        box(200, 200, 260, 260, category=3),                   # wholly outside: clipped to nothing, dropped
-        box(60, 70, 120, 130, category=4),                     # partly outside: clipped to the image
+        box(10, 10, 40, 50, category=1),  # kept as it is
+        box(20, 20, 20, 60, category=2),  # zero width: dropped
+        box(200, 200, 260, 260, category=3),  # wholly outside: clipped to nothing, dropped
+        box(60, 70, 120, 130, category=4),  # partly outside: clipped to the image
     ]
     out = DCTDatasetMapper(no_augmentation(), True)(annotated(tmp_path, pixels, annotations))
     instances = out["instances"]

@@ -1,4 +1,5 @@
 """The benchmark command runs and counts bytes right (its timings are for people, not for tests)."""
+
 import importlib.util
 import json
 import pathlib
@@ -14,8 +15,21 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     spec = importlib.util.spec_from_file_location("benchmark", TOOL)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    args = ["--rounds", "1", "--demo-images", "2", "--channels", "24", "--wires", "int16", "int8",
-            "--train-steps", "0", "--output", str(tmp_path)]
+    args = [
+        "--rounds",
+        "1",
+        "--demo-images",
+        "2",
+        "--channels",
+        "24",
+        "--wires",
+        "int16",
+        "int8",
+        "--train-steps",
+        "0",
+        "--output",
+        str(tmp_path),
+    ]
     assert benchmark.main(args) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert (tmp_path / "benchmark.md").read_text().startswith("Machine:")

@@ -1,4 +1,5 @@
 """The classification trainer: models, demo training, torchrun, and weight conversions."""
+
 import json
 import os
 import pathlib
@@ -25,7 +26,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def detector(channels: int, gate: bool = False):
     cfg = get_cfg()
     freqdet.add_freqdet_config(cfg)
-    cfg.merge_from_file(str(ROOT / "configs" / ("mask_rcnn_dct_R50_FPN_gate.yaml" if gate else "mask_rcnn_dct_R50_FPN.yaml")))
+    cfg.merge_from_file(
+        str(ROOT / "configs" / ("mask_rcnn_dct_R50_FPN_gate.yaml" if gate else "mask_rcnn_dct_R50_FPN.yaml"))
+    )
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.DCT.CHANNELS", channels])
     return build_model(cfg)
 
@@ -39,9 +42,14 @@ def test_dct_models_take_the_papers_inputs(arch, cells):
         assert rgb(torch.randn(2, 3, 224, 224)).shape == (2, 10)
     # After the DCT model's first stage, features have the RGB model's resolution at 224.
     if arch == "resnet50":
-        assert dct.layer1(torch.randn(1, 24, 56, 56)).shape == rgb.layer1(rgb.maxpool(rgb.relu(rgb.bn1(rgb.conv1(torch.randn(1, 3, 224, 224)))))).shape
+        assert (
+            dct.layer1(torch.randn(1, 24, 56, 56)).shape
+            == rgb.layer1(rgb.maxpool(rgb.relu(rgb.bn1(rgb.conv1(torch.randn(1, 3, 224, 224)))))).shape
+        )
     else:
-        assert dct.features[:2](torch.randn(1, 24, 112, 112)).shape == rgb.features[:2](torch.randn(1, 3, 224, 224)).shape
+        assert (
+            dct.features[:2](torch.randn(1, 24, 112, 112)).shape == rgb.features[:2](torch.randn(1, 3, 224, 224)).shape
+        )
 
 
 @pytest.mark.parametrize("channels, gate", [(24, False), (192, True)])
@@ -97,9 +105,9 @@ def official_layout(state):
         if layer:
             key = f"model.{int(layer.group(1)) - 1}.{layer.group(2)}"
         elif key.startswith("input.gate."):
-            rest = key[len("input.gate."):]
+            rest = key[len("input.gate.") :]
             prefix = next(p for p in gate if rest.startswith(p))
-            key = "inp_GM." + gate[prefix] + rest[len(prefix):]
+            key = "inp_GM." + gate[prefix] + rest[len(prefix) :]
         elif key.startswith("input."):
             continue  # the official release keeps its statistics outside the checkpoint
         out["module." + key] = value
@@ -119,10 +127,23 @@ def test_official_checkpoint_round_trips(tmp_path):
     path = tmp_path / "model_best.pth.tar"
     torch.save(checkpoint, path)
     result = subprocess.run(
-        [sys.executable, "-W", "ignore", str(ROOT / "tools" / "convert_weights.py"), "--source", "official",
-         "--target", "detectron2", "--config-file", str(ROOT / "configs" / "mask_rcnn_dct_R50_FPN_gate.yaml"),
-         str(path), str(tmp_path / "d2.pth")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            str(ROOT / "tools" / "convert_weights.py"),
+            "--source",
+            "official",
+            "--target",
+            "detectron2",
+            "--config-file",
+            str(ROOT / "configs" / "mask_rcnn_dct_R50_FPN_gate.yaml"),
+            str(path),
+            str(tmp_path / "d2.pth"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 missing, 0 unexpected backbone keys" in result.stdout
@@ -131,8 +152,11 @@ def test_official_checkpoint_round_trips(tmp_path):
 
 def train_cls(*args, nproc=1, timeout=900):
     script = str(ROOT / "tools" / "train_cls.py")
-    command = [sys.executable, "-W", "ignore", script] if nproc == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
+    command = (
+        [sys.executable, "-W", "ignore", script]
+        if nproc == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -142,8 +166,23 @@ def summary(result):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-QUICK = ["--demo", "--arch", "mobilenet_v2", "--crop", "128", "--batch-size", "8", "--lr", "0.01", "--clip-grad", "5",
-         "--workers", "0", "--stats-images", "8"]
+QUICK = [
+    "--demo",
+    "--arch",
+    "mobilenet_v2",
+    "--crop",
+    "128",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--clip-grad",
+    "5",
+    "--workers",
+    "0",
+    "--stats-images",
+    "8",
+]
 
 
 def test_torchrun_with_two_processes_keeps_ranks_in_sync(tmp_path):
@@ -175,9 +214,30 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
     ],
 )
 def test_a_short_cpu_run_beats_chance_on_the_demo(tmp_path, arch, extra):
-    result = train_cls("--demo", "--arch", arch, "--channels", "24", "--epochs", "4", "--batch-size", "16",
-                       "--lr", "0.02", "--warmup-epochs", "1", "--min-scale", "0.35", "--workers", "1",
-                       "--stats-images", "100", "--output", str(tmp_path), *extra)
+    result = train_cls(
+        "--demo",
+        "--arch",
+        arch,
+        "--channels",
+        "24",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.02",
+        "--warmup-epochs",
+        "1",
+        "--min-scale",
+        "0.35",
+        "--workers",
+        "1",
+        "--stats-images",
+        "100",
+        "--output",
+        str(tmp_path),
+        *extra,
+    )
     # Four balanced classes, 100 validation images: chance is 25%.
     assert summary(result)["best_top1"] >= 35
 

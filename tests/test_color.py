@@ -1,4 +1,5 @@
 """rgb_to_ycbcr / ycbcr_to_rgb against Pillow's JFIF conversion."""
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -1,7 +1,7 @@
 """tools/compare.py: each config trained once per seed, AP read from each run, mean ± std, resumable."""
+
 import importlib.util
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -17,26 +17,77 @@ TOOL = ROOT / "tools" / "compare.py"
 CONFIGS = ["configs/demo/mask_rcnn_dct_demo.yaml", "configs/demo/mask_rcnn_rgb_demo.yaml"]
 # A few iterations of slimmed demo models on 64-pixel images: seconds per run.
 TINY = [
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "96", "INPUT.MIN_SIZE_TEST", "64",
-    "INPUT.MAX_SIZE_TEST", "96", "MODEL.DCT.STATS_NUM_IMAGES", "4", "DATALOADER.NUM_WORKERS", "0",
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "()",
-    "TEST.VIS_IMAGES", "0", "TEST.DETECTIONS_PER_IMAGE", "20", "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_MASK_HEAD.CONV_DIM", "16", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100", "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "96",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "96",
+    "MODEL.DCT.STATS_NUM_IMAGES",
+    "4",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "4",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "SOLVER.STEPS",
+    "()",
+    "TEST.VIS_IMAGES",
+    "0",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "20",
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    "64",
+    "MODEL.ROI_MASK_HEAD.CONV_DIM",
+    "16",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
 ]
 
 
 def compare(output, *args, opts=TINY):
     return subprocess.run(
-        [sys.executable, "-W", "ignore", str(TOOL), "--configs", *CONFIGS, "--seeds", "2", "--jobs", "2",
-         "--output", str(output), *args, *opts],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            str(TOOL),
+            "--configs",
+            *CONFIGS,
+            "--seeds",
+            "2",
+            "--jobs",
+            "2",
+            "--output",
+            str(output),
+            *args,
+            *opts,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def strict(text):
     """JSON parsed as strictly as a browser or jq would: NaN and Infinity are refused."""
+
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")
 
@@ -84,7 +135,9 @@ def test_every_config_and_seed_is_trained_with_its_seed(compared):
             assert written["SEED"] == seed and written["SOLVER"]["MAX_ITER"] == 4
             assert written["OUTPUT_DIR"] == str(folder)
         first = [json.loads(line) for line in (run_folder(output, config, 0) / "metrics.json").read_text().splitlines()]
-        second = [json.loads(line) for line in (run_folder(output, config, 1) / "metrics.json").read_text().splitlines()]
+        second = [
+            json.loads(line) for line in (run_folder(output, config, 1) / "metrics.json").read_text().splitlines()
+        ]
         assert first[0]["total_loss"] != second[0]["total_loss"], "two seeds trained identically"
 
 
@@ -138,7 +191,10 @@ def test_second_invocation_reuses_finished_runs_and_redoes_an_interrupted_one(co
 
 def test_changed_overrides_do_not_reuse_runs_of_another_config(compared, tool, capsys):
     output, _ = compared
-    with pytest.raises(SystemExit, match=r"result.json records a run .* \(SOLVER.BASE_LR: 0.02 then, 0.01 now\): remove that run.s folder"):
+    with pytest.raises(
+        SystemExit,
+        match=r"result.json records a run .* \(SOLVER.BASE_LR: 0.02 then, 0.01 now\): remove that run.s folder",
+    ):
         tool.main(["--configs", *CONFIGS, "--seeds", "2", "--output", str(output), *TINY, "SOLVER.BASE_LR", "0.01"])
     assert "starting" not in capsys.readouterr().out
 
@@ -171,10 +227,14 @@ def test_summary_and_table_of_given_results(tool):
 
 def test_undefined_coco_metrics_are_null_in_strict_json(tool, tmp_path):
     metrics = tmp_path / "metrics.json"  # as Detectron2's JSONWriter writes it: NaN where COCO has no value
-    metrics.write_text('{"iteration": 3, "total_loss": 1.5}\n'
-                       '{"iteration": 4, "bbox/AP": 12.5, "bbox/APl": NaN, "segm/AP": 10.0, "segm/APs": Infinity}\n')
+    metrics.write_text(
+        '{"iteration": 3, "total_loss": 1.5}\n'
+        '{"iteration": 4, "bbox/AP": 12.5, "bbox/APl": NaN, "segm/AP": 10.0, "segm/APs": Infinity}\n'
+    )
     assert json.loads(metrics.read_text().splitlines()[1])["bbox/APl"] != 0  # NaN as Python reads it
     written = strict(tool.strict_json(tool.final_metrics(str(metrics))).decode())
     assert written == {"bbox": {"AP": 12.5, "APl": None}, "segm": {"AP": 10.0, "APs": None}}
-    assert strict(tool.strict_json({"runs": [{"x": float("nan")}], "y": [1.0, float("-inf")]}).decode()) == \
-        {"runs": [{"x": None}], "y": [1.0, None]}
+    assert strict(tool.strict_json({"runs": [{"x": float("nan")}], "y": [1.0, float("-inf")]}).decode()) == {
+        "runs": [{"x": None}],
+        "y": [1.0, None],
+    }

@@ -1,4 +1,5 @@
 """The compressed-domain path: a JPEG's own coefficients, checked against jpeglib and the pixel path."""
+
 import copy
 import io
 
@@ -9,14 +10,13 @@ import torch
 from detectron2.data import DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import small_cfg
 from PIL import Image
 
 from freqdet import DCTDatasetMapper, ImageDecodeError, read_image
+from freqdet.dct import block_dct, channel_indices, rgb_to_ycbcr
 from freqdet.dct.wire import decode_file_grid
 from freqdet.io import read_jpeg_coefficients
-from freqdet.dct import block_dct, channel_indices, rgb_to_ycbcr
-
-from helpers import small_cfg
 
 
 @pytest.fixture
@@ -26,7 +26,12 @@ def photo(photo_rgb):
 
 @pytest.mark.parametrize(
     "options",
-    [dict(quality=90), dict(quality=75, subsampling=0), dict(quality=80, subsampling=1), dict(quality=85, progressive=True)],
+    [
+        dict(quality=90),
+        dict(quality=75, subsampling=0),
+        dict(quality=80, subsampling=1),
+        dict(quality=85, progressive=True),
+    ],
 )
 def test_coefficients_are_the_files_as_jpeglib_reads_them(photo, tmp_path, options):
     path = tmp_path / "photo.jpg"
@@ -106,8 +111,9 @@ def test_bad_files_raise_image_decode_error(photo, tmp_path):
 
 
 def test_mapper_and_model_on_the_compressed_path(demo_dicts):
-    cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg",
-                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)
+    cfg = small_cfg(
+        "configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0
+    )
     mapper = DCTDatasetMapper(cfg, True)
     for seed, d in enumerate(demo_dicts[:6]):
         np.random.seed(seed)
@@ -131,8 +137,14 @@ def test_mapper_and_model_on_the_compressed_path(demo_dicts):
 
 def test_compressed_path_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="WIRE_DTYPE 'int16'"):
-        DCTDatasetMapper(small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg",
-                                   "INPUT.DCT.WIRE_DTYPE", "int8"), True)
+        DCTDatasetMapper(
+            small_cfg(
+                "configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg", "INPUT.DCT.WIRE_DTYPE", "int8"
+            ),
+            True,
+        )
     with pytest.raises(ValueError, match="only resize and flip"):
-        DCTDatasetMapper(small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg",
-                                   "INPUT.CROP.ENABLED", True), True)
+        DCTDatasetMapper(
+            small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg", "INPUT.CROP.ENABLED", True),
+            True,
+        )

@@ -1,4 +1,5 @@
 """Config files, add_freqdet_config, the model zoo and the default statistics."""
+
 import logging
 import os
 import pathlib
@@ -29,8 +30,13 @@ DCT_CONFIGS = {
 }
 SCRATCH_CONFIGS = {"mask_rcnn_dct_R50_FPN_scratch.yaml": True, "faster_rcnn_dct_R50_FPN_scratch.yaml": False}
 # What a DCT config changes in a Detectron2 config: the input, nothing else.
-INPUT_KEYS = {("MODEL", "META_ARCHITECTURE"), ("MODEL", "BACKBONE", "NAME"), ("MODEL", "DCT"), ("INPUT", "DCT"),
-              ("TEST", "VIS_IMAGES")}
+INPUT_KEYS = {
+    ("MODEL", "META_ARCHITECTURE"),
+    ("MODEL", "BACKBONE", "NAME"),
+    ("MODEL", "DCT"),
+    ("INPUT", "DCT"),
+    ("TEST", "VIS_IMAGES"),
+}
 
 
 def load(name):
@@ -67,12 +73,18 @@ def test_dct_configs_build_the_paper_models(name):
     assert model.backbone.bottom_up.res2[0].conv1.weight.shape[0] == 64  # ResNet-50 bottleneck
 
 
-@pytest.mark.parametrize("name, mask_on", [("mask_rcnn_rgb_R50_FPN.yaml", True), ("faster_rcnn_rgb_R50_FPN.yaml", False)])
+@pytest.mark.parametrize(
+    "name, mask_on", [("mask_rcnn_rgb_R50_FPN.yaml", True), ("faster_rcnn_rgb_R50_FPN.yaml", False)]
+)
 def test_rgb_baselines_are_detectron2s(name, mask_on):
     ours = load(name)
     stock = get_cfg()
     freqdet.add_freqdet_config(stock)
-    zoo = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml" if mask_on else "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
+    zoo = (
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
+        if mask_on
+        else "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
+    )
     stock.merge_from_file(model_zoo.get_config_file(zoo))
     assert ours == stock
 
@@ -132,7 +144,12 @@ def test_scratch_configs_are_detectron2s_scratch_recipe_on_dct_inputs(name, mask
     stock.MODEL.MASK_ON = mask_on
     assert differing_keys(ours, stock) == set()
     assert ours.MODEL.META_ARCHITECTURE == "DCTGeneralizedRCNN" and dct_selection(ours) == channel_indices(24)
-    assert (ours.MODEL.RESNETS.NORM, ours.MODEL.FPN.NORM, ours.MODEL.WEIGHTS, ours.MODEL.BACKBONE.FREEZE_AT) == ("GN", "GN", "", 0)
+    assert (ours.MODEL.RESNETS.NORM, ours.MODEL.FPN.NORM, ours.MODEL.WEIGHTS, ours.MODEL.BACKBONE.FREEZE_AT) == (
+        "GN",
+        "GN",
+        "",
+        0,
+    )
     ours.MODEL.DEVICE = "cpu"
     model = build_model(ours)
     assert type(model.backbone.bottom_up.res2[0].conv1.norm).__name__ == "GroupNorm"
@@ -148,11 +165,17 @@ def test_building_a_frozen_bn_model_without_weights_warns(caplog):
 
 
 def test_unknown_keys_name_the_closest_valid_ones(tmp_path):
-    with pytest.raises(ConfigKeyError, match=r"unknown config key 'SOLVER.MAXITER' in the overrides; did you mean SOLVER.MAX_ITER"):
+    with pytest.raises(
+        ConfigKeyError, match=r"unknown config key 'SOLVER.MAXITER' in the overrides; did you mean SOLVER.MAX_ITER"
+    ):
         load_config("configs/demo/mask_rcnn_dct_demo.yaml", ["SOLVER.MAXITER", 3])
     typo = tmp_path / "typo.yaml"
-    typo.write_text(f'_BASE_: "{ROOT / "configs" / "demo" / "mask_rcnn_dct_demo.yaml"}"\nINPUT:\n  DCT:\n    WIRE_TYPE: int8\n')
-    with pytest.raises(ConfigKeyError, match=r"'INPUT.DCT.WIRE_TYPE' in .*typo.yaml; did you mean INPUT.DCT.WIRE_DTYPE"):
+    typo.write_text(
+        f'_BASE_: "{ROOT / "configs" / "demo" / "mask_rcnn_dct_demo.yaml"}"\nINPUT:\n  DCT:\n    WIRE_TYPE: int8\n'
+    )
+    with pytest.raises(
+        ConfigKeyError, match=r"'INPUT.DCT.WIRE_TYPE' in .*typo.yaml; did you mean INPUT.DCT.WIRE_DTYPE"
+    ):
         load_config(str(typo))
 
 
@@ -160,7 +183,9 @@ def test_model_zoo_finds_every_config_by_name():
     names = freqdet.model_zoo.list_configs()
     assert {"mask_rcnn_dct_R50_FPN_scratch.yaml", "demo/mask_rcnn_dct_demo.yaml"} <= set(names)
     for name in names:
-        assert pathlib.Path(freqdet.model_zoo.get_config_file(name)).read_bytes() == (ROOT / "configs" / name).read_bytes()
+        assert (
+            pathlib.Path(freqdet.model_zoo.get_config_file(name)).read_bytes() == (ROOT / "configs" / name).read_bytes()
+        )
     assert freqdet.model_zoo.get_config("configs/faster_rcnn_dct_R50_FPN_scratch.yaml").MODEL.MASK_ON is False
     with pytest.raises(FileNotFoundError, match="not one of freqdet's configs"):
         freqdet.model_zoo.get_config_file("nope.yaml")
@@ -168,15 +193,24 @@ def test_model_zoo_finds_every_config_by_name():
 
 def test_model_zoo_works_from_an_installed_package(tmp_path):
     """setup.py's build (what pip installs from a wheel) carries the configs and the statistics."""
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     installed = tmp_path / "lib" / "freqdet"
     assert not (installed / "model_zoo" / "configs").is_symlink()
-    code = ("import freqdet; cfg = freqdet.model_zoo.get_config('demo/mask_rcnn_dct_demo.yaml'); "
-            "print(freqdet.__file__, cfg.MODEL.DCT.CHANNELS, len(freqdet.stats.natural_photo_stats().mean))")
+    code = (
+        "import freqdet; cfg = freqdet.model_zoo.get_config('demo/mask_rcnn_dct_demo.yaml'); "
+        "print(freqdet.__file__, cfg.MODEL.DCT.CHANNELS, len(freqdet.stats.natural_photo_stats().mean))"
+    )
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"))
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     path, channels, count = result.stdout.split()[-3:]
     assert path.startswith(str(installed)) and (channels, count) == ("24", "192")
@@ -196,8 +230,12 @@ def test_the_natural_photo_table_is_what_its_tool_measures(tmp_path):
     table = natural_photo_stats()
     assert table.info["photos"] == [os.path.basename(p) for p in packaged_photos()]
     output = tmp_path / "stats.json"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "compute_dct_stats.py"), "--photos", "--output", str(output)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "compute_dct_stats.py"), "--photos", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     measured = freqdet.stats.load_stats(str(output))
     assert measured.channels == table.channels == tuple(range(192))
@@ -220,7 +258,10 @@ def test_a_real_photo_normalized_with_the_default_table_is_of_unit_scale():
 
 
 DEMO = ROOT / "configs" / "demo"
-RGB_TWINS = [("mask_rcnn_rgb_demo.yaml", "mask_rcnn_dct_demo.yaml"), ("faster_rcnn_rgb_demo.yaml", "faster_rcnn_dct_demo.yaml")]
+RGB_TWINS = [
+    ("mask_rcnn_rgb_demo.yaml", "mask_rcnn_dct_demo.yaml"),
+    ("faster_rcnn_rgb_demo.yaml", "faster_rcnn_dct_demo.yaml"),
+]
 
 
 def load_demo(name):
@@ -248,7 +289,9 @@ def test_rgb_demo_model_is_the_dct_demo_model_with_detectron2s_stem():
     rgb = build_model(load_demo("mask_rcnn_rgb_demo.yaml"))
     assert type(rgb).__name__ == "GeneralizedRCNN" and type(rgb.backbone.bottom_up.stem).__name__ == "BasicStem"
     assert rgb.backbone.bottom_up.stem.conv1.weight.shape == (64, 3, 7, 7)
-    assert {k: v.stride for k, v in rgb.backbone.output_shape().items()} == {k: v.stride for k, v in dct.backbone.output_shape().items()}
+    assert {k: v.stride for k, v in rgb.backbone.output_shape().items()} == {
+        k: v.stride for k, v in dct.backbone.output_shape().items()
+    }
 
     def shapes(model):  # everything after the input: res2 from its second block on, FPN, RPN, heads
         skip = ("backbone.bottom_up.stem.", "backbone.bottom_up.res2.0.", "normalization.")

@@ -2,6 +2,7 @@
 
 Skipped without CUDA (CI has none); run where a GPU is, e.g. ``pytest tests/test_cuda.py``.
 """
+
 import copy
 
 import numpy as np
@@ -9,10 +10,9 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import small_cfg
 
 from freqdet import DCTDatasetMapper
-
-from helpers import small_cfg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -73,7 +73,12 @@ def test_mapper_runs_in_workers_forked_from_a_cuda_process(demo_dicts):
     torch.zeros(1, device="cuda")
     for wire in ("int16", "int8"):
         mapper = DCTDatasetMapper(small_cfg(CONFIG, "INPUT.DCT.WIRE_DTYPE", wire, *STATS), True)
-        loader = DataLoader(demo_dicts[:4], batch_size=None, num_workers=2, multiprocessing_context="fork",
-                            collate_fn=lambda d: mapper(copy.deepcopy(d)))
+        loader = DataLoader(
+            demo_dicts[:4],
+            batch_size=None,
+            num_workers=2,
+            multiprocessing_context="fork",
+            collate_fn=lambda d, mapper=mapper: mapper(copy.deepcopy(d)),
+        )
         mapped = list(loader)
         assert len(mapped) == 4 and all(m["dct"].dtype == getattr(torch, wire) for m in mapped)

@@ -1,4 +1,5 @@
 """block_dct / block_idct against scipy's DCT and against the coefficients libjpeg stores."""
+
 import jpeglib
 import numpy as np
 import pytest

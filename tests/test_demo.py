@@ -1,4 +1,5 @@
 """The built-in demo dataset: deterministic, real JPEGs, valid COCO annotations."""
+
 import json
 
 import numpy as np

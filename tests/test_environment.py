@@ -1,11 +1,11 @@
 """The installed environment: the Detectron2 fallback's _C stand-in, and freqdet.dct standing alone."""
+
 import os
 import subprocess
 import sys
 
-import pytest
-
 import detectron2
+import pytest
 
 
 def _is_fallback() -> bool:
@@ -17,7 +17,9 @@ fallback_only = pytest.mark.skipif(not _is_fallback(), reason="a real Detectron2
 
 
 @fallback_only
-@pytest.mark.parametrize("op", ["deform_conv_forward", "box_iou_rotated", "roi_align_rotated_forward", "COCOevalAccumulate"])
+@pytest.mark.parametrize(
+    "op", ["deform_conv_forward", "box_iou_rotated", "roi_align_rotated_forward", "COCOevalAccumulate"]
+)
 def test_standin_ops_raise_naming_the_op(op):
     from detectron2 import _C
 

@@ -1,4 +1,5 @@
 """The learned channel gate: straight-through gradients, lambda, determinism, DDP, analysis."""
+
 import copy
 import json
 import os
@@ -12,12 +13,11 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import small_cfg
 
 import freqdet
 from freqdet import DCTDatasetMapper
 from freqdet.detection.gate import gate_statistics
-
-from helpers import small_cfg
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GATED = "configs/demo/mask_rcnn_dct_demo_gate.yaml"
@@ -132,8 +132,14 @@ def test_trains_under_ddp_with_two_cpu_processes(demo_dicts, tmp_path):
     init = tmp_path / "init"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [
-        subprocess.Popen([sys.executable, "-W", "ignore", str(script), str(rank), str(init), str(ROOT / "tests")],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-W", "ignore", str(script), str(rank), str(init), str(ROOT / "tests")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for rank in range(2)
     ]
     results = [p.communicate(timeout=280) for p in procs]
@@ -153,13 +159,43 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
     spec = importlib.util.spec_from_file_location("analyze", ROOT / "tools" / "analyze_channels.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    overrides = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.DEVICE", "cpu",
-                 "INPUT.MIN_SIZE_TEST", "144", "INPUT.MAX_SIZE_TEST", "240",
-                 "MODEL.DCT.MEAN", str([0.0] * 192), "MODEL.DCT.STD", str([100.0] * 192)]
+    overrides = [
+        "MODEL.RESNETS.DEPTH",
+        "18",
+        "MODEL.RESNETS.RES2_OUT_CHANNELS",
+        "64",
+        "MODEL.DEVICE",
+        "cpu",
+        "INPUT.MIN_SIZE_TEST",
+        "144",
+        "INPUT.MAX_SIZE_TEST",
+        "240",
+        "MODEL.DCT.MEAN",
+        str([0.0] * 192),
+        "MODEL.DCT.STD",
+        str([100.0] * 192),
+    ]
     out = tmp_path / "analysis"
-    assert tool.main(["--config-file", str(ROOT / GATED), "--weights", str(weights), "--num-images", "6",
-                      "--top-k", "24", "--static-config", str(ROOT / "configs/demo/mask_rcnn_dct_demo.yaml"),
-                      "--output", str(out), *overrides]) == 0
+    assert (
+        tool.main(
+            [
+                "--config-file",
+                str(ROOT / GATED),
+                "--weights",
+                str(weights),
+                "--num-images",
+                "6",
+                "--top-k",
+                "24",
+                "--static-config",
+                str(ROOT / "configs/demo/mask_rcnn_dct_demo.yaml"),
+                "--output",
+                str(out),
+                *overrides,
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "channels.json").read_text())
     rates, probabilities = np.array(report["selection_rate"]), np.array(report["probability"])
     assert rates.shape == probabilities.shape == (192,) and report["num_images"] == 6
@@ -167,8 +203,9 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
     # The rates sum to the channels on per image, counted here by running the gate directly.
     model.eval()
     mapper = DCTDatasetMapper(cfg, False)
-    from freqdet.stats import evenly_spaced
     from detectron2.data import DatasetCatalog
+
+    from freqdet.stats import evenly_spaced
 
     counted = []
     for d in evenly_spaced(DatasetCatalog.get("freqdet_demo_train"), 6):
@@ -183,8 +220,9 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
     freqdet.add_freqdet_config(static)
     static.merge_from_file(str(out / "top24.yaml"))
     assert list(static.MODEL.DCT.INDICES) == report["top_k"] and not static.MODEL.DCT.GATE.NAME
-    static.merge_from_list(overrides[:8] + ["MODEL.DCT.MEAN", [0.0] * 24, "MODEL.DCT.STD", [100.0] * 24,
-                                            "INPUT.MIN_SIZE_TRAIN", (128,)])
+    static.merge_from_list(
+        overrides[:8] + ["MODEL.DCT.MEAN", [0.0] * 24, "MODEL.DCT.STD", [100.0] * 24, "INPUT.MIN_SIZE_TRAIN", (128,)]
+    )
     static_model = build_model(static)
     with EventStorage(0):
         losses = static_model(batch(static, demo_dicts[:2]))

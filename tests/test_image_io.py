@@ -1,4 +1,5 @@
 """read_image: libjpeg-turbo decoding equal to Pillow / Detectron2, and ImageDecodeError for bad files."""
+
 import contextlib
 import io
 import sys

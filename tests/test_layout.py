@@ -1,5 +1,6 @@
 """The package's rooms: only freqdet.detection imports Detectron2, the model does not import the
 loader, config imports nothing above it, and no module imports another's private names."""
+
 import ast
 import os
 import subprocess
@@ -46,10 +47,21 @@ ALL = [(name, path, tree) for name, path, tree in modules()]
 
 def test_the_package_is_where_the_tests_think():
     names = {name for name, _, _ in ALL}
-    assert {"freqdet", "freqdet.dct", "freqdet.io", "freqdet.detection", "freqdet.classification", "freqdet.demo"} <= names
+    assert {
+        "freqdet",
+        "freqdet.dct",
+        "freqdet.io",
+        "freqdet.detection",
+        "freqdet.classification",
+        "freqdet.demo",
+    } <= names
 
 
-@pytest.mark.parametrize("name, path, tree", [m for m in ALL if not m[0].startswith("freqdet.detection")], ids=lambda v: v if isinstance(v, str) and v.startswith("freqdet") else "")
+@pytest.mark.parametrize(
+    "name, path, tree",
+    [m for m in ALL if not m[0].startswith("freqdet.detection")],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("freqdet") else "",
+)
 def test_only_freqdet_detection_imports_detectron2(name, path, tree):
     is_package = path.endswith("__init__.py")
     for target, names in imports(name, tree, is_package):
@@ -82,13 +94,24 @@ def test_the_core_imports_with_detectron2_made_unimportable():
 
 def freqdet_imports(name):
     entry = next(m for m in ALL if m[0] == name)
-    return {target for target, _ in imports(name, entry[2], entry[1].endswith("__init__.py")) if target.startswith("freqdet")}
+    return {
+        target
+        for target, _ in imports(name, entry[2], entry[1].endswith("__init__.py"))
+        if target.startswith("freqdet")
+    }
 
 
-@pytest.mark.parametrize("model_module", ["freqdet.detection.meta_arch", "freqdet.detection.backbone", "freqdet.detection.gate"])
+@pytest.mark.parametrize(
+    "model_module", ["freqdet.detection.meta_arch", "freqdet.detection.backbone", "freqdet.detection.gate"]
+)
 def test_the_model_does_not_import_the_data_loader(model_module):
-    loader = {"freqdet.detection.mapper", "freqdet.detection.bad_images", "freqdet.detection.engine",
-              "freqdet.detection.datasets", "freqdet.demo"}
+    loader = {
+        "freqdet.detection.mapper",
+        "freqdet.detection.bad_images",
+        "freqdet.detection.engine",
+        "freqdet.detection.datasets",
+        "freqdet.demo",
+    }
     assert not freqdet_imports(model_module) & loader
 
 
@@ -106,7 +129,9 @@ def test_no_module_imports_anothers_private_names():
                 continue
             # A package's own compiled extension (freqdet.dct._banded, freqdet.io._jpeg) is its business.
             private = [n for n in names if n.startswith("_") and not (target == package and n in ("_banded", "_jpeg"))]
-            private += [part for part in target.split(".") if part.startswith("_") and not target.startswith(package + ".")]
+            private += [
+                part for part in target.split(".") if part.startswith("_") and not target.startswith(package + ".")
+            ]
             if private:
                 offences.append(f"{name} imports {private} from {target}")
     assert not offences

@@ -1,15 +1,15 @@
 """DCTDatasetMapper against Detectron2's stock DatasetMapper."""
+
 import copy
 
 import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetMapper
+from helpers import small_cfg
 
 from freqdet import DCTDatasetMapper
 from freqdet.dct import channel_indices, upscaled_dct
-
-from helpers import small_cfg
 
 
 def paired(cfg, dataset_dict, seed):
@@ -25,7 +25,12 @@ def paired(cfg, dataset_dict, seed):
 def test_instances_equal_the_stock_mappers(demo_dicts, crop, fuse):
     cfg = small_cfg(
         "configs/demo/mask_rcnn_dct_demo.yaml",
-        "INPUT.CROP.ENABLED", crop, "INPUT.CROP.SIZE", [0.7, 0.7], "INPUT.DCT.FUSE_RESIZE", fuse,
+        "INPUT.CROP.ENABLED",
+        crop,
+        "INPUT.CROP.SIZE",
+        [0.7, 0.7],
+        "INPUT.DCT.FUSE_RESIZE",
+        fuse,
     )
     assert DCTDatasetMapper(cfg, is_train=True).fuse == (fuse and not crop)
     for seed, d in enumerate(demo_dicts[:12]):
@@ -63,7 +68,9 @@ def test_inference_mode_drops_annotations_and_keeps_the_output_size(demo_dicts):
 
 
 def test_wire_dtype_and_explicit_channels(demo_dicts):
-    cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.WIRE_DTYPE", "float32", "MODEL.DCT.INDICES", [130, 0, 65])
+    cfg = small_cfg(
+        "configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.WIRE_DTYPE", "float32", "MODEL.DCT.INDICES", [130, 0, 65]
+    )
     out = DCTDatasetMapper(cfg, is_train=False)(copy.deepcopy(demo_dicts[0]))
     assert out["dct"].dtype == torch.float32 and out["dct"].shape[0] == 3
     cfg.INPUT.DCT.WIRE_DTYPE = "int4"

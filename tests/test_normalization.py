@@ -1,15 +1,15 @@
 """One normalization module for detector and classifier: arithmetic, checkpoints of other
 selections refused by any loader, and weights written before the move still load."""
+
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
+from helpers import small_cfg
 
 from freqdet.classification.models import build_classifier
 from freqdet.dct import channel_indices
 from freqdet.normalization import ChannelMismatchError, ChannelNormalization
-
-from helpers import small_cfg
 
 
 def test_normalizes_each_channel_in_float32():
@@ -63,8 +63,13 @@ def test_every_predictor_refuses_another_selection(tmp_path):
     from freqdet import DCTPredictor
 
     DetectionCheckpointer(build_model(small_cfg()), str(tmp_path)).save("model_24")
-    other = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", 64,
-                      "MODEL.WEIGHTS", str(tmp_path / "model_24.pth"))
+    other = small_cfg(
+        "configs/demo/mask_rcnn_dct_demo.yaml",
+        "MODEL.DCT.CHANNELS",
+        64,
+        "MODEL.WEIGHTS",
+        str(tmp_path / "model_24.pth"),
+    )
     for predictor in (DefaultPredictor, DCTPredictor):
         with pytest.raises(ChannelMismatchError, match=r"\(24\), but the model takes .* \(64\)"):
             predictor(other)
@@ -73,8 +78,11 @@ def test_every_predictor_refuses_another_selection(tmp_path):
 def test_legacy_classifier_checkpoints_load():
     old = build_classifier("resnet50", 10, 24)
     old.input.set_stats(torch.arange(24.0), torch.full((24,), 2.0))
-    state = {k.replace("input.normalization.", "input.dct_"): v for k, v in old.state_dict().items()
-             if k != "input.normalization.selected"}
+    state = {
+        k.replace("input.normalization.", "input.dct_"): v
+        for k, v in old.state_dict().items()
+        if k != "input.normalization.selected"
+    }
     assert "input.dct_mean" in state
     new = build_classifier("resnet50", 10, 24)
     new.load_state_dict(state)

@@ -6,18 +6,19 @@ libjpeg-turbo and jpeglib). Checkpoints are saved in its layout with random weig
 non-trivial BatchNorm statistics, converted with ``tools/convert_weights.py`` and compared
 on the same raw coefficients.
 """
+
 import importlib.util
 import json
 import os
 import pathlib
 import pickle
 
+import dctnet_release as release
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-import dctnet_release as release
 from freqdet.classification import build_classifier, load_classifier
 from freqdet.classification.convert import torchvision_to_classifier
 from freqdet.classification.official import OfficialEvalTransform, official_stats
@@ -69,8 +70,17 @@ def test_the_packaged_tables_are_the_releases():
     # and, for the detection table's DC, in DESIGN.md's facts about segmentation/configs/mean_std.py.
     classification, detection = official_stats("classification"), official_stats("detection")
     assert classification.channels == detection.channels == tuple(range(192))
-    assert [classification.std[i] for i in (0, 1, 8, 64, 128, 191)] == [259.96, 2.7776, 3.9907, 81.161, 75.848, 9.6861e-03]
-    assert classification.mean[0] == pytest.approx(-88.4, abs=0.05) and classification.std[0] == pytest.approx(260.0, abs=0.05)
+    assert [classification.std[i] for i in (0, 1, 8, 64, 128, 191)] == [
+        259.96,
+        2.7776,
+        3.9907,
+        81.161,
+        75.848,
+        9.6861e-03,
+    ]
+    assert classification.mean[0] == pytest.approx(-88.4, abs=0.05) and classification.std[0] == pytest.approx(
+        260.0, abs=0.05
+    )
     assert detection.mean[0] == pytest.approx(-123.4, abs=0.05) and detection.std[0] == pytest.approx(169.0, abs=0.05)
     assert "kaix90/DCTNet" in classification.info["source"] and "mean_std.py" in detection.info["source"]
     # Our square selections pick the release's subsets (its main/__init__.py), in its order.
@@ -78,10 +88,15 @@ def test_the_packaged_tables_are_the_releases():
         assert list(channel_indices(count)) == release.subset_index(count)
 
 
-@pytest.mark.parametrize("arch, channels, data_parallel, cells", [
-    ("resnet50", 24, True, 28), ("resnet50", 64, False, 28),
-    ("mobilenet_v2", 24, False, 112), ("mobilenet_v2", 32, True, 112),  # the release pools 7x7: 112 cells in
-])
+@pytest.mark.parametrize(
+    "arch, channels, data_parallel, cells",
+    [
+        ("resnet50", 24, True, 28),
+        ("resnet50", 64, False, 28),
+        ("mobilenet_v2", 24, False, 112),
+        ("mobilenet_v2", 32, True, 112),  # the release pools 7x7: 112 cells in
+    ],
+)
 def test_a_converted_official_classifier_gives_the_releases_logits(tmp_path, arch, channels, data_parallel, cells):
     theirs, path = official_checkpoint(tmp_path, arch, channels, data_parallel)
     out = tmp_path / "converted.pth"
@@ -105,9 +120,10 @@ def test_a_converted_official_classifier_gives_the_releases_logits(tmp_path, arc
 
 @pytest.mark.parametrize("channels", [24, 64])
 def test_an_official_resnet_becomes_a_detectron2_backbone_with_the_releases_layers(tmp_path, channels):
+    from test_classification import detector
+
     from freqdet.detection.checkpoint import FreqdetCheckpointer
     from freqdet.detection.convert import detectron2_backbone_report
-    from test_classification import detector
 
     theirs, path = official_checkpoint(tmp_path, "resnet50", channels, data_parallel=channels == 24)
     out = tmp_path / "d2.pth"
@@ -163,8 +179,20 @@ def test_evaluate_scores_official_weights_on_the_releases_inputs(tmp_path):
     theirs, path = official_checkpoint(tmp_path, "resnet50", 24, data_parallel=True, num_classes=4)
     out = tmp_path / "r50_dct24.pth"
     assert convert("--source", "official", "--target", "classifier", path, out) == 0
-    status, result = train_cls("--demo", "--evaluate", "--weights", out, "--preprocess", "official", "--crop", 32,
-                               "--batch-size", 50, "--workers", 0)
+    status, result = train_cls(
+        "--demo",
+        "--evaluate",
+        "--weights",
+        out,
+        "--preprocess",
+        "official",
+        "--crop",
+        32,
+        "--batch-size",
+        50,
+        "--workers",
+        0,
+    )
     assert status == 0 and result["images"] == 100
     # The release's own evaluation of its model: its pipeline (crop 32 of a 37-pixel resize, as 448 of 512), its table.
     mean, std = table("classification", 24)
@@ -185,8 +213,23 @@ def test_init_from_a_converted_checkpoint_keeps_its_network_and_normalization(tm
     converted = tmp_path / "mnv2_dct24.pth"
     assert convert("--source", "official", "--arch", "mobilenet_v2", "--target", "classifier", path, converted) == 0
     run = tmp_path / "run"
-    status, _ = train_cls("--demo", "--init", converted, "--crop", 64, "--epochs", 1, "--max-steps", 1,
-                          "--batch-size", 4, "--workers", 0, "--output", run)
+    status, _ = train_cls(
+        "--demo",
+        "--init",
+        converted,
+        "--crop",
+        64,
+        "--epochs",
+        1,
+        "--max-steps",
+        1,
+        "--batch-size",
+        4,
+        "--workers",
+        0,
+        "--output",
+        run,
+    )
     assert status == 0
     best = torch.load(run / "model_best.pth", weights_only=True)
     start = torch.load(converted, weights_only=True)
@@ -206,8 +249,23 @@ def test_init_from_torchvision_rgb_weights_slices_the_input_channels_as_the_rele
     rgb = torchvision.models.resnet50(weights=None).state_dict()
     path = tmp_path / "resnet50.pth"
     torch.save(rgb, path)
-    args = tool("train_cls").parse_args(["--demo", "--init", str(path), "--layout", "official", "--init-input",
-                                         "slice", "--crop", "64", "--workers", "0", "--output", str(tmp_path / "run")])
+    args = tool("train_cls").parse_args(
+        [
+            "--demo",
+            "--init",
+            str(path),
+            "--layout",
+            "official",
+            "--init-input",
+            "slice",
+            "--crop",
+            "64",
+            "--workers",
+            "0",
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     model = ClassificationTrainer(args).model
     assert torch.equal(model.layer1[0].conv1.weight, rgb["layer1.0.conv1.weight"][:, :24])
     assert torch.equal(model.layer1[0].downsample[0].weight, rgb["layer1.0.downsample.0.weight"][:, :24])
@@ -216,8 +274,9 @@ def test_init_from_torchvision_rgb_weights_slices_the_input_channels_as_the_rele
     # MobileNetV2: the t=1 block cut to C channels, or its depthwise kernels repeated over 6 inputs each for 192.
     rgb = torchvision.models.mobilenet_v2(weights=None).state_dict()
     for channels in (24, 192):
-        state, report = torchvision_to_classifier(rgb, channels, arch="mobilenet_v2", layout="official",
-                                                  input_init="slice")
+        state, report = torchvision_to_classifier(
+            rgb, channels, arch="mobilenet_v2", layout="official", input_init="slice"
+        )
         assert not report.unmapped and all(k.startswith("features.0.") for k in report.dropped)
         depthwise = rgb["features.1.conv.0.0.weight"]
         expected = depthwise[:24] if channels == 24 else depthwise.repeat(1, 6, 1, 1)
@@ -262,8 +321,20 @@ def test_a_crafted_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path, capsy
     assert not marker.exists() and not out.exists()
 
     # The guard is what stopped it: trusted, the same file runs its code, and converts.
-    assert convert("--source", "official", "--arch", "mobilenet_v2", "--target", "classifier", "--trust-checkpoint",
-                   crafted, out) == 0
+    assert (
+        convert(
+            "--source",
+            "official",
+            "--arch",
+            "mobilenet_v2",
+            "--target",
+            "classifier",
+            "--trust-checkpoint",
+            crafted,
+            out,
+        )
+        == 0
+    )
     assert marker.exists() and out.exists()
 
 

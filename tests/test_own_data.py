@@ -1,6 +1,7 @@
 """A user's own COCO-format dataset of real JPEGs, from a folder outside the repository: the
 README's walk-through (DCTTrainer, evaluation, DCTPredictor), tools/predict.py, and
 tools/train_net.py --register-coco."""
+
 import json
 import math
 import os
@@ -19,12 +20,40 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Small images and a short schedule: seconds on a CPU, the scratch config otherwise as shipped.
 # (The 4conv1fc box head costs most: few proposals keep it cheap.)
 FAST = [
-    "INPUT.MIN_SIZE_TRAIN", "(80,)", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "80",
-    "INPUT.MAX_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "30", "SOLVER.STEPS", "(25,)",
-    "SOLVER.WARMUP_ITERS", "5", "SOLVER.BASE_LR", "0.002", "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50", "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "10",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(80,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "128",
+    "INPUT.MIN_SIZE_TEST",
+    "80",
+    "INPUT.MAX_SIZE_TEST",
+    "128",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "30",
+    "SOLVER.STEPS",
+    "(25,)",
+    "SOLVER.WARMUP_ITERS",
+    "5",
+    "SOLVER.BASE_LR",
+    "0.002",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "200",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "100",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "20",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "10",
 ]
 # (JPEG options, EXIF orientation, greyscale) of the images; the annotations are in displayed pixels.
 VARIANTS = [
@@ -49,7 +78,7 @@ def write_dataset(root: pathlib.Path):
         photo = photos[i % len(photos)]
         h, w = (150, 200) if i % 2 else (176, 136)
         top, left = 30 + 7 * i, 40 + 11 * i
-        shown = photo[top:top + h, left:left + w]
+        shown = photo[top : top + h, left : left + w]
         stored = Image.fromarray(shown).convert("L") if grey else Image.fromarray(shown)
         if orientation == 6:  # displayed = stored rotated 90 degrees clockwise
             stored = stored.transpose(Image.Transpose.ROTATE_90)
@@ -66,15 +95,24 @@ def write_dataset(root: pathlib.Path):
             y, x = np.unravel_index(pick(luma[20:-40, 20:-40]), (h - 60, w - 60))
             box = [float(x + 5), float(y + 5), 40.0, 36.0]
             x0, y0, bw, bh = box
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i + 1, "category_id": category, "bbox": box,
-                "area": bw * bh, "iscrowd": 0,
-                "segmentation": [[x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]],
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": category,
+                    "bbox": box,
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                    "segmentation": [[x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]],
+                }
+            )
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]
     for split, ids in (("train", range(1, 7)), ("val", range(1, 4))):
-        subset = {"images": [im for im in images if im["id"] in ids],
-                  "annotations": [a for a in annotations if a["image_id"] in ids], "categories": categories}
+        subset = {
+            "images": [im for im in images if im["id"] in ids],
+            "annotations": [a for a in annotations if a["image_id"] in ids],
+            "categories": categories,
+        }
         (root / "my_dataset" / f"{split}.json").write_text(json.dumps(subset))
     return {im["file_name"]: (im["height"], im["width"]) for im in images}
 
@@ -88,7 +126,9 @@ def user_folder(tmp_path_factory):
 
 def readme_walkthrough() -> str:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough: tests/test_own_data.py runs the next block -->\n```python\n(.*?)```", text, re.S)
+    block = re.search(
+        r"<!-- walkthrough: tests/test_own_data.py runs the next block -->\n```python\n(.*?)```", text, re.S
+    )
     assert block, "README's walk-through block is missing"
     return block.group(1)
 
@@ -160,11 +200,36 @@ def test_predict_tool_writes_pictures_and_coco_results_and_skips_bad_files(walkt
     _, sizes = user_folder
     (root / "my_dataset" / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     try:
-        result = run([str(ROOT / "tools" / "predict.py"), "--config-file", "mask_rcnn_dct_R50_FPN_scratch.yaml",
-                      "--input", "my_dataset/images", "--output", "predictions", "--confidence", "0.0", "--json",
-                      "--batch-size", "2", "--register-coco", "mine_val", "my_dataset/val.json", "my_dataset/images",
-                      "DATASETS.TEST", "('mine_val',)", *FAST, "MODEL.ROI_HEADS.NUM_CLASSES", "2", "MODEL.DEVICE", "cpu",
-                      "MODEL.WEIGHTS", "output/mine/model_final.pth"], root)
+        result = run(
+            [
+                str(ROOT / "tools" / "predict.py"),
+                "--config-file",
+                "mask_rcnn_dct_R50_FPN_scratch.yaml",
+                "--input",
+                "my_dataset/images",
+                "--output",
+                "predictions",
+                "--confidence",
+                "0.0",
+                "--json",
+                "--batch-size",
+                "2",
+                "--register-coco",
+                "mine_val",
+                "my_dataset/val.json",
+                "my_dataset/images",
+                "DATASETS.TEST",
+                "('mine_val',)",
+                *FAST,
+                "MODEL.ROI_HEADS.NUM_CLASSES",
+                "2",
+                "MODEL.DEVICE",
+                "cpu",
+                "MODEL.WEIGHTS",
+                "output/mine/model_final.pth",
+            ],
+            root,
+        )
     finally:
         (root / "my_dataset" / "images" / "broken.jpg").unlink()
     assert result.returncode == 0, result.stderr[-3000:]
@@ -187,12 +252,39 @@ def test_predict_tool_writes_pictures_and_coco_results_and_skips_bad_files(walkt
 
 def test_train_net_registers_coco_data_from_the_command_line(user_folder, tmp_path):
     root, _ = user_folder
-    result = run([str(ROOT / "tools" / "train_net.py"), "--config-file", "mask_rcnn_dct_R50_FPN_scratch.yaml",
-                  "--register-coco", "cli_train", "my_dataset/train.json", "my_dataset/images",
-                  "--register-coco", "cli_val", "my_dataset/val.json", "my_dataset/images",
-                  "DATASETS.TRAIN", "('cli_train',)", "DATASETS.TEST", "('cli_val',)", "MODEL.DEVICE", "cpu",
-                  *FAST, "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)", "MODEL.DCT.STATS_NUM_IMAGES", "3",
-                  "TEST.VIS_IMAGES", "2", "OUTPUT_DIR", str(tmp_path)], root)
+    result = run(
+        [
+            str(ROOT / "tools" / "train_net.py"),
+            "--config-file",
+            "mask_rcnn_dct_R50_FPN_scratch.yaml",
+            "--register-coco",
+            "cli_train",
+            "my_dataset/train.json",
+            "my_dataset/images",
+            "--register-coco",
+            "cli_val",
+            "my_dataset/val.json",
+            "my_dataset/images",
+            "DATASETS.TRAIN",
+            "('cli_train',)",
+            "DATASETS.TEST",
+            "('cli_val',)",
+            "MODEL.DEVICE",
+            "cpu",
+            *FAST,
+            "SOLVER.MAX_ITER",
+            "4",
+            "SOLVER.STEPS",
+            "(3,)",
+            "MODEL.DCT.STATS_NUM_IMAGES",
+            "3",
+            "TEST.VIS_IMAGES",
+            "2",
+            "OUTPUT_DIR",
+            str(tmp_path),
+        ],
+        root,
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "MODEL.ROI_HEADS.NUM_CLASSES 2: the classes of cli_train" in log

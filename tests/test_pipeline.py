@@ -1,4 +1,5 @@
 """upscaled_dct: the paper's detection pipeline, checked against first principles and torch."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,9 @@ from freqdet.dct import (
 @pytest.mark.parametrize("factor", [2, 4])
 def test_upsampling_is_torchs_bilinear(rng, factor):
     plane = rng.uniform(0, 255, (13, 22))
-    expected = F.interpolate(torch.from_numpy(plane)[None, None], scale_factor=factor, mode="bilinear", align_corners=False)
+    expected = F.interpolate(
+        torch.from_numpy(plane)[None, None], scale_factor=factor, mode="bilinear", align_corners=False
+    )
     np.testing.assert_allclose(upsample_bilinear(plane, factor), expected[0, 0].numpy(), atol=1e-9)
 
 
@@ -67,7 +70,12 @@ def test_horizontal_stripes_are_vertical_frequency():
 
 def test_luma_is_the_dct_of_the_2x_upscaled_y_plane(photo_rgb):
     image = photo_rgb[:100, :120]
-    y2 = F.interpolate(torch.from_numpy(rgb_to_ycbcr(image)[..., 0]).double()[None, None], scale_factor=2, mode="bilinear", align_corners=False)
+    y2 = F.interpolate(
+        torch.from_numpy(rgb_to_ycbcr(image)[..., 0]).double()[None, None],
+        scale_factor=2,
+        mode="bilinear",
+        align_corners=False,
+    )
     expected = block_dct(y2[0, 0].numpy()).transpose(2, 0, 1)
     np.testing.assert_allclose(upscaled_dct(image, range(64), "RGB"), expected, atol=1e-2)
 

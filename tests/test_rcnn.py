@@ -1,4 +1,5 @@
 """Mask R-CNN and Faster R-CNN with DCT inputs: training steps and inference on the CPU."""
+
 import copy
 
 import numpy as np
@@ -7,12 +8,11 @@ import torch
 from detectron2.data import DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+from helpers import small_cfg
 
 from freqdet import DCTDatasetMapper
 from freqdet.dct import upscaled_idct
 from freqdet.detection import DCTGeneralizedRCNN
-
-from helpers import small_cfg
 
 CONFIGS = {"mask": "configs/demo/mask_rcnn_dct_demo.yaml", "faster": "configs/demo/faster_rcnn_dct_demo.yaml"}
 
@@ -21,8 +21,15 @@ CONFIGS = {"mask": "configs/demo/mask_rcnn_dct_demo.yaml", "faster": "configs/de
 def test_trains_and_predicts_inside_the_original_image(demo_dicts, kind):
     torch.manual_seed(0)
     np.random.seed(0)
-    cfg = small_cfg(CONFIGS[kind], "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "MODEL.DCT.MEAN", [0.0] * 24,
-                    "MODEL.DCT.STD", [100.0] * 24)
+    cfg = small_cfg(
+        CONFIGS[kind],
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        0.0,
+        "MODEL.DCT.MEAN",
+        [0.0] * 24,
+        "MODEL.DCT.STD",
+        [100.0] * 24,
+    )
     model = build_model(cfg)
     assert isinstance(model, DCTGeneralizedRCNN) and model.roi_heads.mask_on == (kind == "mask")
     train_mapper, test_mapper = DCTDatasetMapper(cfg, True), DCTDatasetMapper(cfg, False)
@@ -32,7 +39,9 @@ def test_trains_and_predicts_inside_the_original_image(demo_dicts, kind):
         for step in range(3):
             batch = [train_mapper(copy.deepcopy(d)) for d in demo_dicts[2 * step : 2 * step + 2]]
             losses = model(batch)
-            expected = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"} | ({"loss_mask"} if kind == "mask" else set())
+            expected = {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"} | (
+                {"loss_mask"} if kind == "mask" else set()
+            )
             assert set(losses) == expected
             assert all(torch.isfinite(v) for v in losses.values())
             optimizer.zero_grad()
@@ -86,8 +95,16 @@ def test_missing_dct_input_is_explained(demo_dicts):
 
 @pytest.mark.parametrize("wire, fuse", [("int16", True), ("int8", True), ("float32", True), ("int16", False)])
 def test_transform_on_the_device_gives_the_cpu_paths_numbers(demo_dicts, wire, fuse):
-    opts = ["INPUT.DCT.WIRE_DTYPE", wire, "INPUT.DCT.FUSE_RESIZE", fuse, "MODEL.DCT.MEAN", [5.0] * 24,
-            "MODEL.DCT.STD", [50.0] * 24]
+    opts = [
+        "INPUT.DCT.WIRE_DTYPE",
+        wire,
+        "INPUT.DCT.FUSE_RESIZE",
+        fuse,
+        "MODEL.DCT.MEAN",
+        [5.0] * 24,
+        "MODEL.DCT.STD",
+        [50.0] * 24,
+    ]
     cpu_cfg = small_cfg(CONFIGS["faster"], *opts)
     device_cfg = small_cfg(CONFIGS["faster"], *opts, "MODEL.DCT.TRANSFORM_ON", "device")
     model = build_model(cpu_cfg)
@@ -146,7 +163,9 @@ def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypat
             out = []
             for x in inputs:
                 instances = Instances((x["height"], x["width"]))
-                instances.pred_boxes = Boxes(torch.tensor([[2.0, 2.0, 30.0, 30.0], [5.0, 5.0, 40.0, 20.0], [1.0, 1.0, 9.0, 9.0]]))
+                instances.pred_boxes = Boxes(
+                    torch.tensor([[2.0, 2.0, 30.0, 30.0], [5.0, 5.0, 40.0, 20.0], [1.0, 1.0, 9.0, 9.0]])
+                )
                 instances.scores = torch.tensor([0.9, 0.4, 0.1])
                 instances.pred_classes = torch.tensor([0, 1, 2])
                 out.append({"instances": instances})
@@ -154,8 +173,11 @@ def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypat
 
     drawn = []
     original = Visualizer.draw_instance_predictions
-    monkeypatch.setattr(Visualizer, "draw_instance_predictions",
-                        lambda self, predictions: drawn.append(len(predictions)) or original(self, predictions))
+    monkeypatch.setattr(
+        Visualizer,
+        "draw_instance_predictions",
+        lambda self, predictions: drawn.append(len(predictions)) or original(self, predictions),
+    )
     mapper = lambda d: dict(d)  # noqa: E731  (the stand-in model reads only the sizes)
     for threshold, count in ((0.5, 1), (0.3, 2), (0.0, 3)):
         drawn.clear()
@@ -175,7 +197,9 @@ def test_rgb_demo_twin_takes_detectron2s_mapper_and_draws_its_predictions(tmp_pa
     model = build_model(cfg)
     mapper = build_mapper(cfg, False)
     assert type(model) is GeneralizedRCNN and type(mapper) is DatasetMapper
-    path = draw_predictions(model, mapper, "freqdet_demo_val", 2, str(tmp_path / "predictions.png"), score_threshold=0.0)
+    path = draw_predictions(
+        model, mapper, "freqdet_demo_val", 2, str(tmp_path / "predictions.png"), score_threshold=0.0
+    )
     first, last = DatasetCatalog.get("freqdet_demo_val")[0], DatasetCatalog.get("freqdet_demo_val")[-1]
     # Two rows (ground truth | predictions, drawn at 2x with an 8-pixel gap), each with an 8-pixel margin below.
     widest = max(first["width"], last["width"])

@@ -1,4 +1,5 @@
 """Training survives bad data under "skip", stops naming it under "raise", and survives a kill."""
+
 import json
 import os
 import pathlib
@@ -11,14 +12,13 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
+from helpers import small_cfg
 from PIL import Image
 
 from freqdet import ImageDecodeError
 from freqdet.detection.bad_images import skipped_images
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.engine import DCTTrainer, compute_config_stats
-
-from helpers import small_cfg
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -48,10 +48,28 @@ def mixed_dataset(tmp_path_factory, demo_dicts):
 def mixed_cfg(name, policy, out, workers=0):
     return small_cfg(
         "configs/demo/mask_rcnn_dct_demo.yaml",
-        "DATASETS.TRAIN", (name,), "DATASETS.TEST", (), "INPUT.DCT.ON_BAD_IMAGE", policy,
-        "SOLVER.MAX_ITER", 8, "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", workers,
-        "DATALOADER.ASPECT_RATIO_GROUPING", False, "MODEL.DCT.MEAN", [0.0] * 24, "MODEL.DCT.STD", [100.0] * 24,
-        "OUTPUT_DIR", str(out), "SOLVER.CHECKPOINT_PERIOD", 1000,
+        "DATASETS.TRAIN",
+        (name,),
+        "DATASETS.TEST",
+        (),
+        "INPUT.DCT.ON_BAD_IMAGE",
+        policy,
+        "SOLVER.MAX_ITER",
+        8,
+        "SOLVER.IMS_PER_BATCH",
+        2,
+        "DATALOADER.NUM_WORKERS",
+        workers,
+        "DATALOADER.ASPECT_RATIO_GROUPING",
+        False,
+        "MODEL.DCT.MEAN",
+        [0.0] * 24,
+        "MODEL.DCT.STD",
+        [100.0] * 24,
+        "OUTPUT_DIR",
+        str(out),
+        "SOLVER.CHECKPOINT_PERIOD",
+        1000,
     )
 
 
@@ -98,7 +116,9 @@ def test_checkpoints_record_and_check_the_channel_selection(tmp_path):
     saved = torch.load(tmp_path / "model_24.pth", weights_only=False)["model"]["normalization.selected"]
     assert saved.nonzero().flatten().tolist()[:3] == [0, 1, 2]
     other = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", 64)
-    with pytest.raises(ValueError, match=r"model_24.pth' were trained on DCT channels .* \(24\), but the model takes .* \(64\)"):
+    with pytest.raises(
+        ValueError, match=r"model_24.pth' were trained on DCT channels .* \(24\), but the model takes .* \(64\)"
+    ):
         FreqdetCheckpointer(build_model(other)).load(str(tmp_path / "model_24.pth"))
     triangle = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.PATTERN", "triangle")
     with pytest.raises(ValueError, match="trained on DCT channels"):
@@ -123,17 +143,45 @@ sys.argv = ["train_net.py"] + sys.argv[1:]
 runpy.run_path("tools/train_net.py", run_name="__main__")
 """
 
-RUN = ["--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.RESNETS.DEPTH", "18",
-       "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "200",
-       "MODEL.DCT.STATS_NUM_IMAGES", "8", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2",
-       "SOLVER.MAX_ITER", "5", "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()", "TEST.VIS_IMAGES", "0"]
+RUN = [
+    "--config-file",
+    "configs/demo/mask_rcnn_dct_demo.yaml",
+    "MODEL.RESNETS.DEPTH",
+    "18",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "64",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "200",
+    "MODEL.DCT.STATS_NUM_IMAGES",
+    "8",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "5",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1",
+    "DATASETS.TEST",
+    "()",
+    "TEST.VIS_IMAGES",
+    "0",
+]
 
 
 @pytest.mark.timeout(600)
 def test_a_run_killed_during_a_checkpoint_save_resumes(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    run = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, *RUN, "OUTPUT_DIR", str(tmp_path)], cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, *RUN, "OUTPUT_DIR", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in run.stdout:
         if line.startswith("SAVING"):
             break
@@ -145,8 +193,14 @@ def test_a_run_killed_during_a_checkpoint_save_resumes(tmp_path):
     assert list(tmp_path.glob("model_0000002.pth")) == [] and list(tmp_path.glob("*.tmp-*"))
     torch.load(tmp_path / "model_0000001.pth", weights_only=False)  # complete and readable
 
-    resumed = subprocess.run([sys.executable, "tools/train_net.py", "--resume", *RUN, "OUTPUT_DIR", str(tmp_path)],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
+    resumed = subprocess.run(
+        [sys.executable, "tools/train_net.py", "--resume", *RUN, "OUTPUT_DIR", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
     assert "Starting training from iteration 2" in log

@@ -1,11 +1,11 @@
 """The production transform (separable_dct) equals the numpy reference, only computing the kept channels."""
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from freqdet.dct import Geometry, channel_indices, resolve_channels, separable_dct, upscaled_dct
-from freqdet.dct import separable
+from freqdet.dct import Geometry, channel_indices, resolve_channels, separable, separable_dct, upscaled_dct
 from freqdet.dct.operators import pil_bilinear_weights
 
 # "cpu": the C kernel where setup.py built it; "cpu-torch": the torch path, as on a GPU.

@@ -1,4 +1,5 @@
 """Per-channel statistics: streaming sums equal numpy's, one JSON format, picking by selection."""
+
 import json
 
 import numpy as np
@@ -9,8 +10,10 @@ from freqdet.stats import ChannelStats, compute_stats, evenly_spaced, load_match
 
 
 def test_matches_numpy_over_all_cells(rng, tmp_path):
-    arrays = [rng.normal(rng.uniform(-100, 100, (192, 1, 1)), rng.uniform(1, 50, (192, 1, 1)), (192, h, w))
-              for h, w in [(5, 7), (9, 4), (6, 6)]]
+    arrays = [
+        rng.normal(rng.uniform(-100, 100, (192, 1, 1)), rng.uniform(1, 50, (192, 1, 1)), (192, h, w))
+        for h, w in [(5, 7), (9, 4), (6, 6)]
+    ]
     stats = compute_stats(range(3), lambda i: torch.from_numpy(arrays[i]), range(192))
     flat = np.concatenate([a.reshape(192, -1) for a in arrays], axis=1)
     np.testing.assert_allclose(stats.mean, flat.mean(axis=1), rtol=1e-9, atol=1e-9)

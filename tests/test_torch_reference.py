@@ -1,12 +1,13 @@
 """Two independent writings of the paper's pipeline agree: the numpy reference (freqdet.dct)
 and the torch oracle of tests/torch_reference.py (F.interpolate, avg_pool2d), on the CPU and
 on CUDA when there is one."""
+
 import numpy as np
 import pytest
 import torch
+import torch_reference as batched
 
 from freqdet import dct
-import torch_reference as batched
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,4 +1,5 @@
 """tools/train_net.py end to end: train, save, --resume, --eval-only with COCO AP, clear dataset errors."""
+
 import json
 import os
 import pathlib
@@ -11,18 +12,37 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "200",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "200",
-    "MODEL.DCT.STATS_NUM_IMAGES", "8", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.RESNETS.DEPTH",
+    "18",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "64",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "200",
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "200",
+    "MODEL.DCT.STATS_NUM_IMAGES",
+    "8",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
 ]
 
 
 def train_net(*args, env=None):
     return subprocess.run(
         [sys.executable, "-W", "ignore", str(ROOT / "tools" / "train_net.py"), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
 
 
@@ -31,9 +51,19 @@ def run_dir(tmp_path_factory):
     """A two-iteration training run of the demo Mask R-CNN, checkpointing every iteration."""
     out = tmp_path_factory.mktemp("train_net")
     result = train_net(
-        "--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", *SMALL,
-        "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
-        "TEST.VIS_IMAGES", "0", "OUTPUT_DIR", str(out),
+        "--config-file",
+        "configs/demo/mask_rcnn_dct_demo.yaml",
+        *SMALL,
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1",
+        "DATASETS.TEST",
+        "()",
+        "TEST.VIS_IMAGES",
+        "0",
+        "OUTPUT_DIR",
+        str(out),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Starting training from iteration 0" in result.stdout + result.stderr
@@ -46,13 +76,23 @@ def test_training_writes_checkpoints_and_statistics(run_dir):
     stats = json.loads((run_dir / "dct_stats.json").read_text())
     assert len(stats["mean"]) == len(stats["std"]) == 192 and stats["num_images"] == 8
     weights = torch.load(run_dir / "model_final.pth", map_location="cpu", weights_only=False)
-    assert torch.allclose(weights["model"]["normalization.mean"].flatten()[:4], torch.tensor(stats["mean"])[[0, 1, 2, 3]].float())
+    assert torch.allclose(
+        weights["model"]["normalization.mean"].flatten()[:4], torch.tensor(stats["mean"])[[0, 1, 2, 3]].float()
+    )
 
 
 def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
     result = train_net(
-        "--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "--eval-only", *SMALL,
-        "MODEL.WEIGHTS", str(run_dir / "model_final.pth"), "OUTPUT_DIR", str(tmp_path), "TEST.VIS_IMAGES", "2",
+        "--config-file",
+        "configs/demo/mask_rcnn_dct_demo.yaml",
+        "--eval-only",
+        *SMALL,
+        "MODEL.WEIGHTS",
+        str(run_dir / "model_final.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "TEST.VIS_IMAGES",
+        "2",
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
@@ -66,9 +106,20 @@ def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
 
 def test_resume_continues_from_the_saved_iteration(run_dir):
     result = train_net(
-        "--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "--resume", *SMALL,
-        "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
-        "TEST.VIS_IMAGES", "0", "OUTPUT_DIR", str(run_dir),
+        "--config-file",
+        "configs/demo/mask_rcnn_dct_demo.yaml",
+        "--resume",
+        *SMALL,
+        "SOLVER.MAX_ITER",
+        "4",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "1",
+        "DATASETS.TEST",
+        "()",
+        "TEST.VIS_IMAGES",
+        "0",
+        "OUTPUT_DIR",
+        str(run_dir),
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
@@ -113,20 +164,38 @@ def test_a_config_that_cannot_learn_is_refused_naming_both_fixes():
 
 
 def test_an_unknown_config_key_names_the_closest_ones():
-    message = one_line_error(train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANELS", "24"))
-    assert message.startswith("error: unknown config key 'MODEL.DCT.CHANELS' in the overrides; did you mean MODEL.DCT.CHANNELS")
+    message = one_line_error(
+        train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANELS", "24")
+    )
+    assert message.startswith(
+        "error: unknown config key 'MODEL.DCT.CHANELS' in the overrides; did you mean MODEL.DCT.CHANNELS"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_stops_before_any_work(tmp_path):
-    message = one_line_error(train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DEVICE", "cuda",
-                                       "OUTPUT_DIR", str(tmp_path)))
+    message = one_line_error(
+        train_net(
+            "--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DEVICE", "cuda", "OUTPUT_DIR", str(tmp_path)
+        )
+    )
     assert "cfg.MODEL.DEVICE is 'cuda' but torch sees no CUDA GPU" in message and "MODEL.DEVICE cpu" in message
     assert not (tmp_path / "dct_stats.json").exists()
 
 
 def test_configs_are_found_by_name_from_any_folder(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file",
-                             "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", "25"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train_net.py"),
+            "--config-file",
+            "configs/demo/mask_rcnn_dct_demo.yaml",
+            "MODEL.DCT.CHANNELS",
+            "25",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "bad channel selection" in one_line_error(result)  # the config was found; the override checked

@@ -1,4 +1,5 @@
 """The channel-picture tool writes a readable PNG of the channel grids."""
+
 import numpy as np
 from PIL import Image
 

@@ -1,4 +1,5 @@
 """Wire formats: int16 is the rounded reference, int8 stays within half a step and never clips."""
+
 import numpy as np
 import pytest
 import torch

@@ -5,6 +5,7 @@ instead of the numpy reference's explicit loops; the tests hold the two equal, a
 one where a batch on a device is handier. Layouts are channel-first: images
 ``(N, 3, H, W)``, planes ``(..., H, W)``, coefficients ``(..., 64, h, w)``.
 """
+
 from typing import Sequence, Union
 
 import torch

@@ -11,6 +11,7 @@ bar and writes, in --output:
   channels.json  the 192 selection rates and mean on-probabilities (null for channels not taken)
   top{K}.yaml    a config inheriting --static-config that takes the K most selected channels
 """
+
 import argparse
 import json
 import os
@@ -29,6 +30,7 @@ from freqdet.noise import quiet_known_warnings
 from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
 
+# isort: split
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
@@ -45,10 +47,15 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="dataset to analyze (default: the first training set)")
     parser.add_argument("--num-images", type=int, default=0, help="images spread over the dataset (0: all)")
     parser.add_argument("--top-k", type=int, default=24)
-    parser.add_argument("--static-config", default=None, help="config the top-K config inherits (default: --config-file)")
+    parser.add_argument(
+        "--static-config", default=None, help="config the top-K config inherits (default: --config-file)"
+    )
     parser.add_argument("--output", default="output/channels")
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)")
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
     quiet_known_warnings()
@@ -69,8 +76,10 @@ def main(argv=None) -> int:
     chosen = top_k(stats["selection_rate"], stats["probability"], args.top_k)
 
     os.makedirs(args.output, exist_ok=True)
-    title = (f"{dataset}, {stats['num_images']} images: {stats['channels_on_per_image']:.1f} of "
-             f"{len(model.channels)} channels on per image")
+    title = (
+        f"{dataset}, {stats['num_images']} images: {stats['channels_on_per_image']:.1f} of "
+        f"{len(model.channels)} channels on per image"
+    )
     plot_selection_heatmap(stats["selection_rate"], title).savefig(os.path.join(args.output, "heatmap.png"), dpi=110)
     report = {
         "dataset": dataset,
@@ -87,9 +96,12 @@ def main(argv=None) -> int:
     write_selection_config(chosen, args.static_config or args.config_file, config_path, run_dir)
     print(f"{stats['channels_on_per_image']:.1f} channels on per image; top {args.top_k}: {chosen}")
     if stats["channels_on_per_image"] < 1:
-        print("warning: at inference the gate switches (almost) every channel off: its decisions had not "
-              "settled (train longer, or raise MODEL.DCT.GATE.LR_FACTOR); the top-K above ranks channels by "
-              "their mean on-probability instead", file=sys.stderr)
+        print(
+            "warning: at inference the gate switches (almost) every channel off: its decisions had not "
+            "settled (train longer, or raise MODEL.DCT.GATE.LR_FACTOR); the top-K above ranks channels by "
+            "their mean on-probability instead",
+            file=sys.stderr,
+        )
     print(f"wrote {args.output}/heatmap.png, channels.json and {config_path}")
     return 0
 

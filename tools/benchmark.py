@@ -24,6 +24,7 @@ noise hits every variant alike:
 Prints a markdown table and writes it with the raw figures as JSON to ``--output``.
 Ratios are what to read; absolute times on shared machines are noise.
 """
+
 import argparse
 import copy
 import json
@@ -43,10 +44,11 @@ from freqdet.detection import DCTDatasetMapper, DCTPredictor
 from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
 from freqdet.io.coefficients import check_available
-from freqdet.noise import quiet_known_warnings
 from freqdet.machine import describe
+from freqdet.noise import quiet_known_warnings
 from freqdet.stats import evenly_spaced
 
+# isort: split
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data.detection_utils import read_image as detectron2_read_image
 from detectron2.engine import DefaultPredictor
@@ -106,10 +108,10 @@ def bench_mappers(dicts, variants, rounds: int):
     torch.set_num_threads(1)
     times = {name: [] for name, *_ in variants}
     nbytes = {name: [] for name, *_ in variants}
-    for name, mapper, *_ in variants:  # warm-up: imports, caches, first allocations
+    for _, mapper, *_ in variants:  # warm-up: imports, caches, first allocations
         mapper(copy.deepcopy(dicts[0]))
     for r in range(rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for name, mapper, _ in order:
             np.random.seed(r)
             for d in dicts:
@@ -134,7 +136,9 @@ def synthetic_batch(height: int, width: int, n: int = 2):
         inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
         inst.gt_classes = torch.tensor([1, 7])
         inst.gt_masks = PolygonMasks([[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes])
-        batch.append({"image": image, "image_size": (height, width), "instances": inst, "height": height, "width": width})
+        batch.append(
+            {"image": image, "image_size": (height, width), "instances": inst, "height": height, "width": width}
+        )
     return batch
 
 
@@ -142,7 +146,10 @@ def bench_train_step(device: str, size, steps: int):
     """Median seconds per training step of stock R50-FPN and DCT-24 R50-FPN Mask R-CNN."""
     torch.set_num_threads(os.cpu_count() or 1)
     models = {}
-    for name, config in (("stock R50-FPN (RGB)", "mask_rcnn_rgb_R50_FPN.yaml"), ("DCT-24 R50-FPN", "mask_rcnn_dct_R50_FPN.yaml")):
+    for name, config in (
+        ("stock R50-FPN (RGB)", "mask_rcnn_rgb_R50_FPN.yaml"),
+        ("DCT-24 R50-FPN", "mask_rcnn_dct_R50_FPN.yaml"),
+    ):
         cfg = base_cfg(config, device)
         cfg.MODEL.WEIGHTS = ""
         cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # the same residual blocks in both
@@ -151,9 +158,13 @@ def bench_train_step(device: str, size, steps: int):
         models[name] = build_model(cfg).train()
     batch = synthetic_batch(*size)
     dct_model = models["DCT-24 R50-FPN"]
-    dct_batch = [{**{k: v for k, v in x.items() if k != "image"},
-                  "dct": encode_image(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16")}
-                 for x in batch]
+    dct_batch = [
+        {
+            **{k: v for k, v in x.items() if k != "image"},
+            "dct": encode_image(x["image"].permute(1, 2, 0).numpy(), dct_model.channels, "BGR", "int16"),
+        }
+        for x in batch
+    ]
     inputs = {"stock R50-FPN (RGB)": batch, "DCT-24 R50-FPN": dct_batch}
     times = {name: [] for name in models}
     with EventStorage(0):
@@ -185,8 +196,10 @@ def bench_predictors(paths, rounds: int, device: str):
     with Detectron2's PIXEL_STD of 1 a random RGB network's proposals collapse)."""
     torch.set_num_threads(1)
     predictors = {}
-    for name, config, make in (("Detectron2 DefaultPredictor, RGB R50-FPN", "faster_rcnn_rgb_R50_FPN.yaml", DefaultPredictor),
-                               ("freqdet DCTPredictor, DCT-24 R50-FPN", "faster_rcnn_dct_R50_FPN.yaml", DCTPredictor)):
+    for name, config, make in (
+        ("Detectron2 DefaultPredictor, RGB R50-FPN", "faster_rcnn_rgb_R50_FPN.yaml", DefaultPredictor),
+        ("freqdet DCTPredictor, DCT-24 R50-FPN", "faster_rcnn_dct_R50_FPN.yaml", DCTPredictor),
+    ):
         cfg = base_cfg(config, device)
         cfg.MODEL.WEIGHTS = ""
         cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # the same residual blocks in both
@@ -196,14 +209,16 @@ def bench_predictors(paths, rounds: int, device: str):
         torch.manual_seed(0)
         predictors[name] = make(cfg)
     stock, ours = predictors.values()
-    calls = {name: (lambda p: stock(detectron2_read_image(p, format="BGR"))) if predictor is stock else predictor
-             for name, predictor in predictors.items()}
+    calls = {
+        name: (lambda p: stock(detectron2_read_image(p, format="BGR"))) if predictor is stock else predictor
+        for name, predictor in predictors.items()
+    }
     times = {name: [] for name in calls}
     detections = {name: 0 for name in calls}
-    for name, call in calls.items():
+    for call in calls.values():
         call(paths[0])  # warm-up
     for r in range(rounds):
-        for name, call in (list(calls.items()) if r % 2 == 0 else list(calls.items())[::-1]):
+        for name, call in list(calls.items()) if r % 2 == 0 else list(calls.items())[::-1]:
             for path in paths:
                 if device == "cuda":
                     torch.cuda.synchronize()
@@ -230,8 +245,13 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
         cfg.MODEL.DCT.MEAN, cfg.MODEL.DCT.STD = [0.0] * 192, [1.0] * 192  # timing only
         model = build_model(cfg).eval()
         data = [dicts[i % len(dicts)] for i in range(max(64, len(dicts)))]
-        loader = DataLoader(data, batch_size=None, num_workers=workers, pin_memory=True,
-                            collate_fn=lambda d, mapper=mapper: mapper(copy.deepcopy(d)))
+        loader = DataLoader(
+            data,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=True,
+            collate_fn=lambda d, mapper=mapper: mapper(copy.deepcopy(d)),
+        )
         with torch.no_grad():
             model.preprocess_image([next(iter(loader))])  # warm-up: workers, CUDA kernels
             count, moved = 0, 0
@@ -290,33 +310,60 @@ def run(args) -> int:
         "|---|---:|---:|---:|---:|",
     ]
     for name, (seconds, nbytes) in mappers.items():
-        report["mappers"][name] = {"seconds_per_image": seconds, "images_per_s": 1 / seconds, "bytes_per_sample": nbytes,
-                                   "throughput_vs_stock": stock_time / seconds, "bytes_vs_stock": nbytes / stock_bytes}
-        lines.append(f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x | {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |")
+        report["mappers"][name] = {
+            "seconds_per_image": seconds,
+            "images_per_s": 1 / seconds,
+            "bytes_per_sample": nbytes,
+            "throughput_vs_stock": stock_time / seconds,
+            "bytes_vs_stock": nbytes / stock_bytes,
+        }
+        lines.append(
+            f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
+            f"| {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
+        )
 
     if args.train_steps > 0:
         steps = bench_train_step(args.device, args.train_size, args.train_steps)
         stock = steps["stock R50-FPN (RGB)"]
         report["train_step"] = {"size": args.train_size, "device": args.device, "seconds": steps}
-        lines += ["", f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} | ms/step | vs stock |",
-                  "|---|---:|---:|"]
+        lines += [
+            "",
+            f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} "
+            "| ms/step | vs stock |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {name} | {s * 1e3:.1f} | {s / stock:.2f}x |" for name, s in steps.items()]
 
     if args.predict_rounds > 0:
         paths = [d["file_name"] for d in dicts]
         predicted = bench_predictors(paths, args.predict_rounds, args.device)
         stock = next(iter(predicted.values()))[0]
-        report["predict"] = {name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()}
-        lines += ["", f"| Faster R-CNN inference, file to Instances, test size {base_cfg('faster_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
-                  f"one thread, {args.device} | ms/image | speed vs stock | detections/image |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()]
+        report["predict"] = {
+            name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()
+        }
+        lines += [
+            "",
+            "| Faster R-CNN inference, file to Instances, test size "
+            f"{base_cfg('faster_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
+            f"one thread, {args.device} | ms/image | speed vs stock | detections/image |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()
+        ]
 
     if args.device == "cuda":
         picked = [v for v in variants if v[0].startswith(("stock", "DCT-24"))]
         moved = bench_loader_to_gpu(dicts, picked, args.workers, epochs=2)
-        report["loader_to_gpu"] = {name: {"images_per_s": ips, "bytes_per_s": bps} for name, (ips, bps) in moved.items()}
-        lines += ["", f"| DataLoader ({args.workers} workers, pinned) to normalized input on the GPU | images/s | MB/s to the GPU |",
-                  "|---|---:|---:|"]
+        report["loader_to_gpu"] = {
+            name: {"images_per_s": ips, "bytes_per_s": bps} for name, (ips, bps) in moved.items()
+        }
+        lines += [
+            "",
+            f"| DataLoader ({args.workers} workers, pinned) to normalized input on the GPU "
+            "| images/s | MB/s to the GPU |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {name} | {ips:.1f} | {bps / 1e6:.1f} |" for name, (ips, bps) in moved.items()]
 
     table = "\n".join(lines)

@@ -22,6 +22,7 @@ The table's ± is the sample standard deviation over seeds (n - 1 in the denomin
 The JSON files are strict JSON: a metric COCO leaves undefined (NaN, e.g. APl when no
 object is large) is null.
 """
+
 import argparse
 import concurrent.futures
 import datetime
@@ -85,8 +86,17 @@ class Run:
         shutil.rmtree(self.folder, ignore_errors=True)  # an interrupted run starts over
         os.makedirs(self.folder)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        command = [sys.executable, TRAIN_NET, "--config-file", self.config, *self.opts,
-                   "SEED", str(self.seed), "OUTPUT_DIR", self.folder]
+        command = [
+            sys.executable,
+            TRAIN_NET,
+            "--config-file",
+            self.config,
+            *self.opts,
+            "SEED",
+            str(self.seed),
+            "OUTPUT_DIR",
+            self.folder,
+        ]
         start = time.monotonic()
         with open(os.path.join(self.folder, "log.txt"), "w") as log:
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
@@ -184,12 +194,16 @@ def per_seed(entry) -> str:
 
 def table(rows) -> str:
     """A markdown table: mean ± std of box and mask AP with the per-seed values."""
-    lines = ["| config | seeds | box AP | mask AP | box AP per seed | mask AP per seed |",
-             "|---|---|---:|---:|---|---|"]
+    lines = [
+        "| config | seeds | box AP | mask AP | box AP per seed | mask AP per seed |",
+        "|---|---|---:|---:|---|---|",
+    ]
     for row in rows:
         seeds = ", ".join(map(str, row["seeds"])) or "-"
-        lines.append(f"| `{row['config']}` | {seeds} | {mean_std(row.get('bbox'))} | {mean_std(row.get('segm'))} "
-                     f"| {per_seed(row.get('bbox'))} | {per_seed(row.get('segm'))} |")
+        lines.append(
+            f"| `{row['config']}` | {seeds} | {mean_std(row.get('bbox'))} | {mean_std(row.get('segm'))} "
+            f"| {per_seed(row.get('bbox'))} | {per_seed(row.get('segm'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -204,7 +218,7 @@ def plot(rows, title: str):
     for ax, (task, label) in zip(axes[0], tasks):
         labels = {"one run", "mean", "± std"}  # each named once, in the legend
 
-        def once(name):
+        def once(name, labels=labels):
             if name not in labels:
                 return None
             labels.remove(name)
@@ -215,12 +229,21 @@ def plot(rows, title: str):
             if entry is None:
                 continue
             offsets = [(i - (len(entry["AP"]) - 1) / 2) * 0.08 for i in range(len(entry["AP"]))]
-            ax.scatter([x - 0.1 + o for o in offsets], entry["AP"], s=22, color="tab:blue", zorder=3,
-                       label=once("one run"))
+            ax.scatter(
+                [x - 0.1 + o for o in offsets], entry["AP"], s=22, color="tab:blue", zorder=3, label=once("one run")
+            )
             ax.hlines(entry["mean"], x - 0.3, x + 0.1, color="black", lw=2, label=once("mean"))
             if entry["std"] is not None:
-                ax.errorbar(x + 0.2, entry["mean"], yerr=entry["std"], fmt="none", ecolor="tab:red", capsize=4,
-                            lw=1.5, label=once("± std"))
+                ax.errorbar(
+                    x + 0.2,
+                    entry["mean"],
+                    yerr=entry["std"],
+                    fmt="none",
+                    ecolor="tab:red",
+                    capsize=4,
+                    lw=1.5,
+                    label=once("± std"),
+                )
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([row["name"] for row in rows], rotation=20, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(rows) - 0.4)
@@ -240,7 +263,9 @@ def write_report(output: str, runs, results, header: dict) -> str:
     report = dict(header, runs=[results[r] for r in runs if r in results], summary=rows)
     write_atomically(os.path.join(output, "comparison.json"), lambda f: f.write(strict_json(report)))
     write_atomically(os.path.join(output, "comparison.md"), lambda f: f.write((text + "\n").encode()))
-    title = f"{len(results)} runs, seeds {header['seeds']}" + (f", {' '.join(header['overrides'])}" if header["overrides"] else "")
+    title = f"{len(results)} runs, seeds {header['seeds']}" + (
+        f", {' '.join(header['overrides'])}" if header["overrides"] else ""
+    )
     fig = plot(rows, title)
     write_atomically(os.path.join(output, "comparison.png"), lambda f: fig.savefig(f, format="png", dpi=110))
     return text
@@ -262,8 +287,10 @@ def main(argv=None) -> int:
 
     for config in args.configs:
         if not os.path.isfile(config):
-            sys.exit(f"error: config file {config!r} not found (config overrides go after the last flag, "
-                     "e.g. --seeds 3 SOLVER.MAX_ITER 20)")
+            sys.exit(
+                f"error: config file {config!r} not found (config overrides go after the last flag, "
+                "e.g. --seeds 3 SOLVER.MAX_ITER 20)"
+            )
     if args.seeds < 1 or args.jobs < 1:
         sys.exit(f"error: --seeds {args.seeds} and --jobs {args.jobs} must both be at least 1")
     names = [os.path.splitext(os.path.basename(c))[0] for c in args.configs]
@@ -280,8 +307,12 @@ def main(argv=None) -> int:
         sys.exit(f"error: {e}")
     os.makedirs(args.output, exist_ok=True)
     header = {
-        "command": shlex.join([os.path.relpath(sys.argv[0]) if argv is None else "tools/compare.py",
-                               *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(
+            [
+                os.path.relpath(sys.argv[0]) if argv is None else "tools/compare.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": describe(),
         "seeds": seeds,
@@ -291,14 +322,20 @@ def main(argv=None) -> int:
         "threads_per_run": threads,
     }
     todo = [r for r in runs if r not in results]
-    print(f"{len(runs)} runs ({len(args.configs)} configs x seeds {seeds}) in {args.output}: {len(results)} finished "
-          f"before, reused; {len(todo)} to run, {args.jobs} at a time with {threads} threads each", flush=True)
+    print(
+        f"{len(runs)} runs ({len(args.configs)} configs x seeds {seeds}) in {args.output}: {len(results)} finished "
+        f"before, reused; {len(todo)} to run, {args.jobs} at a time with {threads} threads each",
+        flush=True,
+    )
 
     lock, start, failures = threading.Lock(), time.monotonic(), []
 
     def work(run):
-        print(f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] starting {run} "
-              f"(log: {os.path.join(run.folder, 'log.txt')})", flush=True)
+        print(
+            f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] starting {run} "
+            f"(log: {os.path.join(run.folder, 'log.txt')})",
+            flush=True,
+        )
         try:
             result = run.train(threads)
         except (RuntimeError, OSError, ValueError) as e:
@@ -310,8 +347,11 @@ def main(argv=None) -> int:
             results[run] = result
             write_report(args.output, runs, results, header)
             figures = ", ".join(f"{label} {result[task]['AP']:.1f}" for task, label in TASKS if task in result)
-            print(f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] {run}: {figures} "
-                  f"(in {elapsed(result['seconds'])})", flush=True)
+            print(
+                f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] {run}: {figures} "
+                f"(in {elapsed(result['seconds'])})",
+                flush=True,
+            )
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))

@@ -15,6 +15,7 @@ it measures natural photographs (by default the ones matplotlib and scikit-learn
 with the detection pipeline at COCO's training sizes, each photo and its mirror image:
 the statistics freqdet ships as every model's default.
 """
+
 import argparse
 import json
 import os
@@ -31,6 +32,7 @@ from freqdet.io import read_image
 from freqdet.noise import quiet_known_warnings
 from freqdet.stats import compute_stats, save_stats
 
+# isort: split
 from detectron2.data.transforms import ResizeShortestEdge
 
 COCO_SIZES = (640, 672, 704, 736, 768, 800)  # Detectron2's COCO training scales (shorter side)
@@ -50,10 +52,15 @@ def photo_stats(paths, short_sides=COCO_SIZES, max_size=COCO_MAX_SIZE):
 
     items = [(p, side, hflip) for p in paths for side in short_sides for hflip in (False, True)]
     stats = compute_stats(items, coefficients, channels, desc="DCT statistics of photos")
-    info = dict(stats.info, photos=[os.path.basename(p) for p in paths], short_sides=list(short_sides),
-                max_size=max_size, mirrored=True,
-                pipeline="detection: Y upscaled 2x, Cb/Cr 4x then 4:2:0, 8x8 DCT of each, exact floats",
-                command="python tools/compute_dct_stats.py --photos")
+    info = dict(
+        stats.info,
+        photos=[os.path.basename(p) for p in paths],
+        short_sides=list(short_sides),
+        max_size=max_size,
+        mirrored=True,
+        pipeline="detection: Y upscaled 2x, Cb/Cr 4x then 4:2:0, 8x8 DCT of each, exact floats",
+        command="python tools/compute_dct_stats.py --photos",
+    )
     return stats._replace(info=info)
 
 
@@ -62,8 +69,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config-file", help="a config (path or freqdet config name) whose training set to measure")
-    source.add_argument("--photos", nargs="*", metavar="PHOTO",
-                        help="measure these photos (none given: the ones matplotlib and scikit-learn ship)")
+    source.add_argument(
+        "--photos",
+        nargs="*",
+        metavar="PHOTO",
+        help="measure these photos (none given: the ones matplotlib and scikit-learn ship)",
+    )
     parser.add_argument("--num-images", type=int, default=0, help="images spread over the training set (0: all)")
     parser.add_argument("--output", required=True, help="JSON file to write")
     add_register_coco_argument(parser)
@@ -80,8 +91,15 @@ def main(argv=None) -> int:
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     save_stats(stats, args.output)
-    print(json.dumps({"output": args.output, "num_images": stats.info["num_images"],
-                      "Y_DC_mean_std": (stats.mean[0], stats.std[0])}))
+    print(
+        json.dumps(
+            {
+                "output": args.output,
+                "num_images": stats.info["num_images"],
+                "Y_DC_mean_std": (stats.mean[0], stats.std[0]),
+            }
+        )
+    )
     return 0
 
 

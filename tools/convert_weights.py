@@ -21,6 +21,7 @@ weights fill every backbone parameter of that config's model (no missing or unex
 keys). Checkpoints are read without running code from them: one that needs pickled Python
 objects is refused unless --trust-checkpoint is given.
 """
+
 import argparse
 import sys
 
@@ -51,8 +52,9 @@ def to_classifier(checkpoint, args, source: str):
         if args.channels is None:
             raise ValueError("--source torchvision needs --channels (the DCT input channels)")
         channels = resolve_channels(args.channels)
-        state, report = torchvision_to_classifier(checkpoint, len(channels), arch=args.arch, layout=args.layout,
-                                                  input_init=args.init_input)
+        state, report = torchvision_to_classifier(
+            checkpoint, len(channels), arch=args.arch, layout=args.layout, input_init=args.init_input
+        )
         arch, layout = args.arch, args.layout
         normalization = "none yet: computed over the training images when training starts (tools/train_cls.py --init)"
     else:
@@ -60,8 +62,15 @@ def to_classifier(checkpoint, args, source: str):
         record = dict(checkpoint, model=unwrap(checkpoint))
         record.setdefault("layout", description.layout)
         return record, []
-    record = classifier_record(state, arch, layout, channels, state[HEAD[arch]].shape[0], normalization,
-                               converted_from=f"{args.source}: {args.input}")
+    record = classifier_record(
+        state,
+        arch,
+        layout,
+        channels,
+        state[HEAD[arch]].shape[0],
+        normalization,
+        converted_from=f"{args.source}: {args.input}",
+    )
     return record, [(f"{args.source} -> classifier", report)]
 
 
@@ -83,14 +92,22 @@ def to_detectron2(checkpoint, args, source: str):
         normalization = None
     else:
         if is_classifier_checkpoint(checkpoint) and describe(checkpoint, source).arch != "resnet50":
-            raise ValueError(f"{source} is a {describe(checkpoint, source).arch} classifier; Detectron2 backbones "
-                             "here are ResNets")
-        classifier, normalization = checkpoint, checkpoint.get("normalization") if isinstance(checkpoint, dict) else None
+            raise ValueError(
+                f"{source} is a {describe(checkpoint, source).arch} classifier; Detectron2 backbones here are ResNets"
+            )
+        classifier, normalization = (
+            checkpoint,
+            checkpoint.get("normalization") if isinstance(checkpoint, dict) else None,
+        )
     state, report = classifier_to_detectron2(classifier)
     reports.append(("classifier -> detectron2", report))
     channels = selected_channels(state, "normalization.selected")
-    return {"model": state, "__converted_from__": args.source, "channels": channels,
-            "normalization": normalization}, reports
+    return {
+        "model": state,
+        "__converted_from__": args.source,
+        "channels": channels,
+        "normalization": normalization,
+    }, reports
 
 
 def check_against_config(state, config_file: str, opts):
@@ -108,21 +125,34 @@ def main(argv=None) -> int:
     parser.add_argument("--target", choices=["classifier", "detectron2"], required=True)
     parser.add_argument("--arch", choices=ARCHITECTURES, default="resnet50", help="the official or torchvision model")
     parser.add_argument("--channels", type=int, default=None, help="DCT input channels (torchvision source)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="torchvision",
-                        help="classifier layout for torchvision weights ('official': the release's networks)")
-    parser.add_argument("--init-input", choices=INPUT_INITS, default="reinit",
-                        help="torchvision source: re-initialise the layers that read the input, or slice their "
-                             "input channels as the official release does")
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="torchvision",
+        help="classifier layout for torchvision weights ('official': the release's networks)",
+    )
+    parser.add_argument(
+        "--init-input",
+        choices=INPUT_INITS,
+        default="reinit",
+        help="torchvision source: re-initialise the layers that read the input, or slice their "
+        "input channels as the official release does",
+    )
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow a checkpoint that needs pickled Python objects (it can run code when loaded)",
+    )
     parser.add_argument("--config-file", default=None, help="a detector config to check the result against")
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for --config-file")
     args = parser.parse_args(argv)
     if args.opts and not args.config_file:
-        parser.error(f"{' '.join(args.opts)!r} after OUTPUT are config overrides for --config-file; put options "
-                     "before INPUT OUTPUT")
+        parser.error(
+            f"{' '.join(args.opts)!r} after OUTPUT are config overrides for --config-file; put options "
+            "before INPUT OUTPUT"
+        )
     source = repr(args.input)
     try:
         checkpoint = load_checkpoint(args.input, trust=args.trust_checkpoint)
@@ -137,8 +167,10 @@ def main(argv=None) -> int:
     print(f"wrote {args.output} ({len(result['model'])} tensors)")
     if args.config_file and args.target == "detectron2":
         missing, unexpected, mismatched = check_against_config(result["model"], args.config_file, args.opts)
-        print(f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
-              f"keys, {len(mismatched)} of another shape or channel selection")
+        print(
+            f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
+            f"keys, {len(mismatched)} of another shape or channel selection"
+        )
         for key in missing + unexpected + mismatched:
             print(f"  {key}")
         return 1 if missing or unexpected or mismatched else 0

@@ -12,6 +12,7 @@ the detections as COCO results (file name, category id and name, box [x, y, w, h
 original image's pixels, score, RLE mask). Files that cannot be read are reported by name
 and skipped; the rest still get predictions. --confidence sets MODEL.ROI_HEADS.SCORE_THRESH_TEST.
 """
+
 import argparse
 import glob
 import json
@@ -27,6 +28,7 @@ from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.io import ImageDecodeError, read_image
 from freqdet.noise import quiet_known_warnings
 
+# isort: split
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import Visualizer
@@ -41,7 +43,9 @@ def expand_inputs(patterns):
     paths = []
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(
+                os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
         elif glob.has_magic(pattern):
             found = sorted(glob.glob(pattern, recursive=True))
         else:
@@ -66,12 +70,19 @@ def main(argv=None) -> int:
     parser.add_argument("--config-file", required=True, help="the model's config (a path or a freqdet config name)")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the pictures (and predictions.json)")
-    parser.add_argument("--confidence", type=float, default=None, help="minimum score (MODEL.ROI_HEADS.SCORE_THRESH_TEST)")
+    parser.add_argument(
+        "--confidence", type=float, default=None, help="minimum score (MODEL.ROI_HEADS.SCORE_THRESH_TEST)"
+    )
     parser.add_argument("--json", action="store_true", help="also write DIR/predictions.json (COCO results)")
-    parser.add_argument("--dataset", default=None, help="dataset whose class names to use (default: the first test set)")
+    parser.add_argument(
+        "--dataset", default=None, help="dataset whose class names to use (default: the first test set)"
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="allow weights that need pickled Python objects (they can run code when loaded)")
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow weights that need pickled Python objects (they can run code when loaded)",
+    )
     add_register_coco_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs (MODEL.WEIGHTS ...)")
     args = parser.parse_args(argv)
@@ -87,7 +98,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, UntrustedCheckpointError) as e:
         sys.exit(f"error: {e}")
     metadata = MetadataCatalog.get(args.dataset) if args.dataset else predictor.metadata
-    contiguous_to_id = {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()} if metadata else {}
+    contiguous_to_id = (
+        {v: k for k, v in metadata.get("thing_dataset_id_to_contiguous_id", {}).items()} if metadata else {}
+    )
     classes = metadata.get("thing_classes", None) if metadata else None
     paths = expand_inputs(args.input)
     if not paths:
@@ -100,7 +113,7 @@ def main(argv=None) -> int:
     with tqdm(total=len(paths), desc="predicting", unit="img") as bar:
         for first in range(0, len(paths), args.batch_size):
             batch = []
-            for path in paths[first:first + args.batch_size]:
+            for path in paths[first : first + args.batch_size]:
                 try:
                     batch.append((path, read_image(path, format="BGR")))
                 except ImageDecodeError as e:
@@ -113,17 +126,22 @@ def main(argv=None) -> int:
                     drawn = Visualizer(image[:, :, ::-1], metadata).draw_instance_predictions(instances)
                     Image.fromarray(drawn.get_image()).save(os.path.join(args.output, picture_name(path, taken)))
                     for r in instances_to_coco_json(instances, done):
-                        r.update(file_name=path, category_name=classes[r["category_id"]] if classes else None,
-                                 category_id=contiguous_to_id.get(r["category_id"], r["category_id"]))
+                        r.update(
+                            file_name=path,
+                            category_name=classes[r["category_id"]] if classes else None,
+                            category_id=contiguous_to_id.get(r["category_id"], r["category_id"]),
+                        )
                         results.append(r)
                     done += 1
-            bar.update(len(paths[first:first + args.batch_size]))
+            bar.update(len(paths[first : first + args.batch_size]))
     elapsed = time.perf_counter() - start
     if args.json:
         with open(os.path.join(args.output, "predictions.json"), "w") as f:
             json.dump(results, f)
-    print(f"{done} images in {elapsed:.1f} s ({done / elapsed:.2f} images/s), {len(results)} detections, "
-          f"{len(skipped)} skipped; wrote {args.output}")
+    print(
+        f"{done} images in {elapsed:.1f} s ({done / elapsed:.2f} images/s), {len(results)} detections, "
+        f"{len(skipped)} skipped; wrote {args.output}"
+    )
     return 0 if done else 1
 
 

@@ -21,6 +21,7 @@ layout); --demo generates a small one on first use. DCT inputs follow the paper:
 running code from them; --trust-checkpoint allows files that need pickled objects.
 tools/convert_weights.py turns a ResNet-50-DCT checkpoint into Detectron2 backbone weights.
 """
+
 import argparse
 import json
 import logging
@@ -39,14 +40,23 @@ def parse_args(argv=None):
     source.add_argument("--data", help="ImageFolder root holding train/ and val/")
     source.add_argument("--demo", action="store_true", help="use the built-in demo ImageFolder")
     parser.add_argument("--arch", choices=ARCHITECTURES, default=None, help=f"default {DEFAULTS['arch']}")
-    parser.add_argument("--layout", choices=LAYOUTS, default=None,
-                        help=f"'official': the release's networks (default {DEFAULTS['layout']})")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=None,
+        help=f"'official': the release's networks (default {DEFAULTS['layout']})",
+    )
     parser.add_argument("--input", choices=["dct", "rgb"], default=None, help=f"default {DEFAULTS['input']}")
-    parser.add_argument("--channels", type=int, default=None,
-                        help=f"DCT channel count (with --pattern; default {DEFAULTS['channels']})")
+    parser.add_argument(
+        "--channels", type=int, default=None, help=f"DCT channel count (with --pattern; default {DEFAULTS['channels']})"
+    )
     parser.add_argument("--pattern", choices=PATTERNS, default="square")
-    parser.add_argument("--indices", type=lambda s: [int(i) for i in s.split(",")], default=None,
-                        help="explicit comma-separated channel indices 0..191 (overrides --channels)")
+    parser.add_argument(
+        "--indices",
+        type=lambda s: [int(i) for i in s.split(",")],
+        default=None,
+        help="explicit comma-separated channel indices 0..191 (overrides --channels)",
+    )
     parser.add_argument("--crop", type=int, default=None, help="crop in pixels (default 448/896 DCT, 224 RGB)")
     parser.add_argument("--min-scale", type=float, default=0.08, help="smallest crop area fraction in training")
     parser.add_argument("--gate", action="store_true", help="learn the channel selection (all given channels in)")
@@ -58,7 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
-    parser.add_argument("--steps", type=int, nargs="+", default=[30, 60, 80], help="epochs of 10x decay (step schedule)")
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[30, 60, 80], help="epochs of 10x decay (step schedule)"
+    )
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--clip-grad", type=float, default=0.0, help="clip the gradient norm to this (0: off)")
@@ -71,16 +83,30 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--evaluate", action="store_true", help="top-1/top-5 of --weights on val/, no training")
     parser.add_argument("--weights", default=None, help="the classifier checkpoint --evaluate evaluates")
-    parser.add_argument("--init", default=None,
-                        help="start training from a classifier checkpoint (converted or trained) or torchvision's RGB weights")
-    parser.add_argument("--init-input", choices=INPUT_INITS, default="reinit",
-                        help="for RGB --init weights: re-initialise the layers that read the input, or slice "
-                             "their input channels as the official release does")
-    parser.add_argument("--preprocess", choices=["freqdet", "official"], default="freqdet",
-                        help="evaluation transform: freqdet's, or the official release's validation pipeline "
-                             "(OpenCV resize, crop, 2x upscale, libjpeg-turbo JPEG round trip)")
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="allow checkpoints that need pickled Python objects (they can run code when loaded)")
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="start training from a classifier checkpoint (converted or trained) or torchvision's RGB weights",
+    )
+    parser.add_argument(
+        "--init-input",
+        choices=INPUT_INITS,
+        default="reinit",
+        help="for RGB --init weights: re-initialise the layers that read the input, or slice "
+        "their input channels as the official release does",
+    )
+    parser.add_argument(
+        "--preprocess",
+        choices=["freqdet", "official"],
+        default="freqdet",
+        help="evaluation transform: freqdet's, or the official release's validation pipeline "
+        "(OpenCV resize, crop, 2x upscale, libjpeg-turbo JPEG round trip)",
+    )
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
+    )
     args = parser.parse_args(argv)
     if args.gate and args.input == "rgb":
         parser.error("--gate switches DCT channels: it needs --input dct")
@@ -101,13 +127,30 @@ def main(argv=None) -> int:
     if args.evaluate:
         results = trainer.evaluate_weights()
         if trainer.rank == 0:
-            print(json.dumps({"top1": results["top1"], "top5": results["top5"], "images": results["images"],
-                              "weights": args.weights, "preprocess": args.preprocess}))
+            print(
+                json.dumps(
+                    {
+                        "top1": results["top1"],
+                        "top5": results["top5"],
+                        "images": results["images"],
+                        "weights": args.weights,
+                        "preprocess": args.preprocess,
+                    }
+                )
+            )
         return 0
     results = trainer.train()
     if trainer.rank == 0:
-        print(json.dumps({"val_top1": results.get("top1"), "val_top5": results.get("top5"),
-                          "best_top1": trainer.best_top1, "ranks_agree": results["ranks_agree"]}))
+        print(
+            json.dumps(
+                {
+                    "val_top1": results.get("top1"),
+                    "val_top5": results.get("top5"),
+                    "best_top1": trainer.best_top1,
+                    "ranks_agree": results["ranks_agree"],
+                }
+            )
+        )
     return 0 if results["ranks_agree"] else 1
 
 

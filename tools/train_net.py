@@ -14,6 +14,7 @@ from any folder. Multi-machine runs use Detectron2's launcher flags (--num-machi
 code from them; a file that needs pickled Python objects is refused unless --trust-checkpoint
 is given.
 """
+
 import logging
 import os
 import sys
@@ -27,6 +28,7 @@ from freqdet.detection.predictions import draw_predictions
 from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.noise import quiet_known_warnings
 
+# isort: split
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
@@ -49,9 +51,17 @@ def setup_config(args):
 def draw(cfg, model):
     if cfg.TEST.VIS_IMAGES > 0 and cfg.DATASETS.TEST and comm.is_main_process():
         path = os.path.join(cfg.OUTPUT_DIR, "predictions.png")
-        draw_predictions(model, build_mapper(cfg, False), cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES, path,
-                         score_threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST)
-        logger.info(f"Predictions on {cfg.DATASETS.TEST[0]} (score >= {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST}) drawn to {path}")
+        draw_predictions(
+            model,
+            build_mapper(cfg, False),
+            cfg.DATASETS.TEST[0],
+            cfg.TEST.VIS_IMAGES,
+            path,
+            score_threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+        )
+        logger.info(
+            f"Predictions on {cfg.DATASETS.TEST[0]} (score >= {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST}) drawn to {path}"
+        )
 
 
 def main(args):
@@ -81,8 +91,11 @@ def main(args):
 def parse_args(argv=None):
     parser = default_argument_parser()
     add_register_coco_argument(parser)
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="allow checkpoints that need pickled Python objects (they can run code when loaded)")
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
+    )
     return parser.parse_args(argv)
 
 

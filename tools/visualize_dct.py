@@ -6,6 +6,7 @@ Y/Cb/Cr) with a selection outlined, and the image rebuilt from that selection.
 
 Without --input it uses a real photo shipped with matplotlib (grace_hopper.jpg).
 """
+
 import argparse
 import os
 import sys
@@ -26,7 +27,9 @@ def default_photo() -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", default=None, help="image file (default: matplotlib's grace_hopper.jpg)")
-    parser.add_argument("--channels", default="24", help="a channel count (24, 32, 48, 64, 192) or comma-separated indices")
+    parser.add_argument(
+        "--channels", default="24", help="a channel count (24, 32, 48, 64, 192) or comma-separated indices"
+    )
     parser.add_argument("--pattern", default="square", choices=PATTERNS)
     parser.add_argument("--output", default="output/dct_channels.png", help="PNG to write")
     return parser.parse_args(argv)
@@ -48,8 +51,10 @@ def main(argv=None) -> int:
     fig.savefig(args.output, dpi=110)
     int16_bytes = coeffs.size * np.dtype(np.int16).itemsize
     print(f"image {path}: {image.shape[1]}x{image.shape[0]} pixels, {image.nbytes} bytes as uint8 BGR")
-    print(f"selection {label}: {coeffs.shape[0]} channels of {coeffs.shape[1]}x{coeffs.shape[2]} cells, "
-          f"{int16_bytes} bytes as int16 ({int16_bytes / image.nbytes:.2f}x the pixels)")
+    print(
+        f"selection {label}: {coeffs.shape[0]} channels of {coeffs.shape[1]}x{coeffs.shape[2]} cells, "
+        f"{int16_bytes} bytes as int16 ({int16_bytes / image.nbytes:.2f}x the pixels)"
+    )
     print(f"wrote {args.output}")
     return 0
 

@@ -5,6 +5,7 @@ Detectron2-free (torch and torchvision only); ``tools/train_cls.py`` is its fron
 in, :func:`load_classifier` returns the model a checkpoint describes, and
 ``freqdet.detection.convert`` turns a classifier into Detectron2 backbone weights.
 """
+
 from .checkpoints import load_classifier
 from .models import ARCHITECTURES, LAYOUTS, build_classifier
 

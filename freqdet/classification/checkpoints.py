@@ -12,6 +12,7 @@ and whatever its writer adds (``results``, ``classes``, ``optimizer``, ``convert
 Checkpoints written before the layout was recorded have torchvision's. Files are read with
 :func:`freqdet.files.load_checkpoint`: tensors and plain data only unless trusted.
 """
+
 import os
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
@@ -27,12 +28,25 @@ _HEAD = {"resnet50": "fc.weight", "mobilenet_v2": "classifier.1.weight"}
 _SELECTED = "input.normalization.selected"
 
 
-def classifier_record(state: Dict, arch: str, layout: str, channels: Optional[Sequence[int]], num_classes: int,
-                      normalization: str, **extra) -> Dict:
+def classifier_record(
+    state: Dict,
+    arch: str,
+    layout: str,
+    channels: Optional[Sequence[int]],
+    num_classes: int,
+    normalization: str,
+    **extra,
+) -> Dict:
     """The checkpoint dict of a classifier (see the module's docstring)."""
-    return {"model": state, "arch": arch, "layout": check_layout(layout),
-            "channels": list(channels) if channels is not None else None, "num_classes": int(num_classes),
-            "normalization": normalization, **extra}
+    return {
+        "model": state,
+        "arch": arch,
+        "layout": check_layout(layout),
+        "channels": list(channels) if channels is not None else None,
+        "num_classes": int(num_classes),
+        "normalization": normalization,
+        **extra,
+    }
 
 
 class Description(NamedTuple):
@@ -48,8 +62,11 @@ class Description(NamedTuple):
 
 def is_classifier_checkpoint(checkpoint) -> bool:
     """Whether ``checkpoint`` is one of this package's classifier checkpoints (not a bare state dict)."""
-    return isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict) and (
-        "arch" in checkpoint or isinstance(checkpoint.get("args"), dict))
+    return (
+        isinstance(checkpoint, dict)
+        and isinstance(checkpoint.get("model"), dict)
+        and ("arch" in checkpoint or isinstance(checkpoint.get("args"), dict))
+    )
 
 
 def describe(checkpoint, source: str = "the checkpoint") -> Description:
@@ -62,23 +79,32 @@ def describe(checkpoint, source: str = "the checkpoint") -> Description:
     state = checkpoint["model"]
     arch = checkpoint.get("arch") or checkpoint["args"].get("arch")
     if arch not in ARCHITECTURES or _HEAD[arch] not in state:
-        raise ValueError(f"{source} records architecture {arch!r} but holds no {_HEAD.get(arch, 'classifier head')!r}; "
-                         f"expected one of {ARCHITECTURES}")
+        raise ValueError(
+            f"{source} records architecture {arch!r} but holds no {_HEAD.get(arch, 'classifier head')!r}; "
+            f"expected one of {ARCHITECTURES}"
+        )
     channels = checkpoint.get("channels")
     if channels is None and _SELECTED in state:
         channels = state[_SELECTED].nonzero().flatten().tolist()
     gate = any(k.startswith("input.gate.") for k in state)
-    return Description(arch, check_layout(checkpoint.get("layout", "torchvision")),
-                       tuple(int(c) for c in channels) if channels is not None else None,
-                       int(state[_HEAD[arch]].shape[0]), gate, any(k.startswith("input.gate.norm.") for k in state))
+    return Description(
+        arch,
+        check_layout(checkpoint.get("layout", "torchvision")),
+        tuple(int(c) for c in channels) if channels is not None else None,
+        int(state[_HEAD[arch]].shape[0]),
+        gate,
+        any(k.startswith("input.gate.norm.") for k in state),
+    )
 
 
 def build_described(description: Description, num_classes: Optional[int] = None) -> nn.Module:
     """A freshly initialised model of the described network (``num_classes`` to change its head)."""
-    gate = ChannelGate(len(description.channels), norm="BN" if description.gate_norm else "") \
-        if description.gate else None
-    return build_classifier(description.arch, num_classes or description.num_classes, description.channels, gate,
-                            description.layout)
+    gate = (
+        ChannelGate(len(description.channels), norm="BN" if description.gate_norm else "") if description.gate else None
+    )
+    return build_classifier(
+        description.arch, num_classes or description.num_classes, description.channels, gate, description.layout
+    )
 
 
 def classifier_from_checkpoint(checkpoint, source: str = "the checkpoint") -> nn.Module:
@@ -87,8 +113,10 @@ def classifier_from_checkpoint(checkpoint, source: str = "the checkpoint") -> nn
     state = dict(checkpoint["model"])
     upgrade_legacy_keys(state, "input.")
     if description.channels is not None and "input.normalization.mean" not in state:
-        raise ValueError(f"{source} holds no DCT normalization (input.normalization.mean/std): it is a starting "
-                         "point for training (tools/train_cls.py --init), not a model to evaluate")
+        raise ValueError(
+            f"{source} holds no DCT normalization (input.normalization.mean/std): it is a starting "
+            "point for training (tools/train_cls.py --init), not a model to evaluate"
+        )
     model = build_described(description)
     try:
         model.load_state_dict(state)
@@ -117,8 +145,11 @@ def load_initial_weights(model: nn.Module, state: Dict, source: str) -> Report:
     """
     ours, state = model.state_dict(), dict(state)
     upgrade_legacy_keys(state, "input.")
-    fresh = [k for k, v in state.items()
-             if k in ours and ours[k].shape != v.shape and not k.startswith("input.normalization.")]
+    fresh = [
+        k
+        for k, v in state.items()
+        if k in ours and ours[k].shape != v.shape and not k.startswith("input.normalization.")
+    ]
     kept = {k: v for k, v in state.items() if k not in fresh}
     incompatible = model.load_state_dict(kept, strict=False)
     allowed = set(fresh) | {"input.normalization.mean", "input.normalization.std", "input.normalization.selected"}
@@ -126,8 +157,10 @@ def load_initial_weights(model: nn.Module, state: Dict, source: str) -> Report:
         allowed |= {k for k in ours if k.startswith("input.gate.")}
     missing = [k for k in incompatible.missing_keys if k not in allowed]
     if missing or incompatible.unexpected_keys:
-        raise ValueError(f"the weights in {source} are not of this network: missing {missing}, "
-                         f"unexpected {incompatible.unexpected_keys}")
+        raise ValueError(
+            f"the weights in {source} are not of this network: missing {missing}, "
+            f"unexpected {incompatible.unexpected_keys}"
+        )
     report = Report(mapped=[(k, k) for k in kept])
     report.reinitialized = [f"{k} ({tuple(state[k].shape)} in {source}, {tuple(ours[k].shape)} here)" for k in fresh]
     report.reinitialized += [k for k in incompatible.missing_keys if k.startswith("input.gate.")]

@@ -21,6 +21,7 @@ mapped, re-initialised, dropped or not understood, so nothing changes silently.
 
 :mod:`freqdet.detection.convert` maps a classifier's keys onto a Detectron2 detector's.
 """
+
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
@@ -47,8 +48,11 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"mapped {len(self.mapped)} tensors"] + self.notes
-        for title, keys in (("re-initialised", self.reinitialized), ("dropped", self.dropped),
-                            ("not understood (left out)", self.unmapped)):
+        for title, keys in (
+            ("re-initialised", self.reinitialized),
+            ("dropped", self.dropped),
+            ("not understood (left out)", self.unmapped),
+        ):
             if keys:
                 lines.append(f"{title} ({len(keys)}): " + ", ".join(keys))
         return "\n".join(lines)
@@ -60,7 +64,7 @@ def unwrap(checkpoint) -> StateDict:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def _check_arch(arch: str) -> None:
@@ -80,9 +84,9 @@ _LAST_MOBILENET_BLOCK = 16  # features.16 is the 320-channel block; the release'
 def _official_key(key: str, arch: str):
     """Our name of one of the release's keys, or None."""
     if key.startswith("inp_GM."):
-        rest = key[len("inp_GM."):]
+        rest = key[len("inp_GM.") :]
         prefix = next((p for p in _OFFICIAL_GATE if rest.startswith(p)), None)
-        return f"input.gate.{_OFFICIAL_GATE[prefix]}{rest[len(prefix):]}" if prefix else None
+        return f"input.gate.{_OFFICIAL_GATE[prefix]}{rest[len(prefix) :]}" if prefix else None
     if arch == "resnet50":
         layer = re.match(r"model\.([0-3])\.(.*)", key)
         if layer:
@@ -115,19 +119,25 @@ def official_channels(state: StateDict, arch: str, source: str = "the checkpoint
     key, count_of = _OFFICIAL_INPUT[arch]
     if key not in state:
         other = next((a for a, (k, _) in _OFFICIAL_INPUT.items() if k in state), None)
-        hint = f"; it looks like the release's {other}: use --arch {other}" if other else \
-            "; is it a checkpoint of the official DCTNet release?"
+        hint = (
+            f"; it looks like the release's {other}: use --arch {other}"
+            if other
+            else "; is it a checkpoint of the official DCTNet release?"
+        )
         raise ValueError(f"{source} has no {key!r}, the input convolution of the release's {arch}{hint}")
     count = int(count_of(state[key]))
     try:
         return channel_indices(count, "square")
     except ValueError as e:
-        raise ValueError(f"{source} takes {count} DCT channels ({key} is {tuple(state[key].shape)}); the "
-                         f"release's selections have 24, 32, 48, 64 or {NUM_CHANNELS}") from e
+        raise ValueError(
+            f"{source} takes {count} DCT channels ({key} is {tuple(state[key].shape)}); the "
+            f"release's selections have 24, 32, 48, 64 or {NUM_CHANNELS}"
+        ) from e
 
 
-def official_to_classifier(checkpoint, arch: str = "resnet50", table: str = "classification",
-                           source: str = "the checkpoint") -> Tuple[StateDict, Report]:
+def official_to_classifier(
+    checkpoint, arch: str = "resnet50", table: str = "classification", source: str = "the checkpoint"
+) -> Tuple[StateDict, Report]:
     """The release's checkpoint of ``arch`` -> keys of this package's classifier in the official layout.
 
     The release's normalization ``table`` (:func:`freqdet.classification.official.official_stats`:
@@ -179,8 +189,11 @@ def _input_layers(arch: str, layout: str) -> Dict[str, str]:
         return {"layer1.0.conv1.weight": "conv", "layer1.0.downsample.0.weight": "conv"}
     if layout == "torchvision":
         return {"features.0.0.": "conv", "features.0.1.": "norm"}
-    return {"features.0.conv.0.0.": "depthwise", "features.0.conv.0.1.": "depthwise norm",
-            "features.0.conv.1.": "pointwise"}
+    return {
+        "features.0.conv.0.0.": "depthwise",
+        "features.0.conv.0.1.": "depthwise norm",
+        "features.0.conv.1.": "pointwise",
+    }
 
 
 def _rgb_key(key: str, arch: str, layout: str):
@@ -205,8 +218,10 @@ def _sliced(key: str, kind: str, value: torch.Tensor, channels: int, arch: str) 
     """The release's cut of an RGB input layer for ``channels`` inputs (ValueError where it has none)."""
     if arch == "resnet50":
         if channels > value.shape[1]:
-            raise ValueError(f"slicing keeps at most the {value.shape[1]} input channels of {key}, not {channels}; "
-                             "use --init-input reinit (the release re-initialises them for 192 channels)")
+            raise ValueError(
+                f"slicing keeps at most the {value.shape[1]} input channels of {key}, not {channels}; "
+                "use --init-input reinit (the release re-initialises them for 192 channels)"
+            )
         return value[:, :channels]
     if value.ndim == 0:  # num_batches_tracked
         return value
@@ -231,8 +246,14 @@ def _fresh(kind: str, key: str, value: torch.Tensor, channels: int, generator: t
     return _fresh_norm(key, _t1_width(channels, width) if kind == "depthwise norm" else width)
 
 
-def torchvision_to_classifier(state: StateDict, channels: int, seed: int = 0, arch: str = "resnet50",
-                              layout: str = "torchvision", input_init: str = "reinit") -> Tuple[StateDict, Report]:
+def torchvision_to_classifier(
+    state: StateDict,
+    channels: int,
+    seed: int = 0,
+    arch: str = "resnet50",
+    layout: str = "torchvision",
+    input_init: str = "reinit",
+) -> Tuple[StateDict, Report]:
     """torchvision's RGB ``arch`` -> a DCT classifier of ``channels`` inputs in ``layout``.
 
     ``input_init`` "reinit" gives the layers that read the input fresh weights (seeded);
@@ -241,12 +262,15 @@ def torchvision_to_classifier(state: StateDict, channels: int, seed: int = 0, ar
     """
     _check_arch(arch)
     if layout not in LAYOUTS or input_init not in INPUT_INITS:
-        raise ValueError(f"layout must be one of {LAYOUTS} and input_init one of {INPUT_INITS}, "
-                         f"got {layout!r} and {input_init!r}")
+        raise ValueError(
+            f"layout must be one of {LAYOUTS} and input_init one of {INPUT_INITS}, got {layout!r} and {input_init!r}"
+        )
     check_channel_count(arch, layout, channels)
     if input_init == "slice" and arch == "mobilenet_v2" and layout == "torchvision":
-        raise ValueError("the torchvision MobileNetV2 layout's first convolution reads 3 RGB channels, so there is "
-                         "nothing to slice: use --init-input reinit, or --layout official")
+        raise ValueError(
+            "the torchvision MobileNetV2 layout's first convolution reads 3 RGB channels, so there is "
+            "nothing to slice: use --init-input reinit, or --layout official"
+        )
     report, out = Report(), {}
     generator = torch.Generator().manual_seed(seed)
     inputs = _input_layers(arch, layout)

@@ -8,6 +8,7 @@ absorbed by the frequency transform (:func:`freqdet.dct.separable_dct` with
 Evaluation resizes the shorter side to S / 0.875 and takes the centre S x S, as the
 standard ImageNet recipe does.
 """
+
 from typing import Sequence
 
 import numpy as np
@@ -46,8 +47,14 @@ class DCTCropTransform:
         top, left, h, w = self.box(*image.shape[:2])
         region = np.ascontiguousarray(image[top : top + h, left : left + w].transpose(2, 0, 1), dtype=np.float32)
         hflip = self.train and bool(torch.rand(1) < 0.5)
-        return encode(torch.from_numpy(region)[None], self.channels, "RGB", "int16",
-                      Geometry(resize=(self.crop, self.crop), hflip=hflip), luma_upscale=1)[0]
+        return encode(
+            torch.from_numpy(region)[None],
+            self.channels,
+            "RGB",
+            "int16",
+            Geometry(resize=(self.crop, self.crop), hflip=hflip),
+            luma_upscale=1,
+        )[0]
 
 
 def rgb_transform(crop: int, train: bool, scale=(0.08, 1.0)):

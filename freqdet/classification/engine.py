@@ -3,6 +3,7 @@ top-1/top-5, atomic checkpoints with resume, progress bars, and DistributedDataP
 launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs); evaluation of a checkpoint alone, and
 training from a starting point (a classifier checkpoint, converted or trained, or
 torchvision's RGB weights)."""
+
 import logging
 import math
 import os
@@ -20,8 +21,14 @@ from ..demo import prepare_demo_folder
 from ..files import load_checkpoint, write_atomically
 from ..gate import ChannelGate
 from ..stats import compute_stats, load_matching, save_stats
-from .checkpoints import (Description, classifier_from_checkpoint, classifier_record, describe,
-                          is_classifier_checkpoint, load_initial_weights)
+from .checkpoints import (
+    Description,
+    classifier_from_checkpoint,
+    classifier_record,
+    describe,
+    is_classifier_checkpoint,
+    load_initial_weights,
+)
 from .convert import torchvision_to_classifier
 from .data import DCTCropTransform, image_folder, rgb_transform
 from .models import DCT_CROP, RGB_CROP, build_classifier, check_channel_count
@@ -71,16 +78,27 @@ def default_network(args) -> None:
 
 def settle(args, recorded: Description, source: str) -> None:
     """Fill ``args``' network from a checkpoint's; ValueError if the command line asked for another."""
-    asked = {"arch": args.arch, "layout": args.layout, "input": args.input,
-             "channels": resolve_channels(args.indices or args.channels, args.pattern)
-             if (args.indices or args.channels) else None}
-    found = {"arch": recorded.arch, "layout": recorded.layout, "input": "dct" if recorded.channels else "rgb",
-             "channels": recorded.channels}
+    asked = {
+        "arch": args.arch,
+        "layout": args.layout,
+        "input": args.input,
+        "channels": resolve_channels(args.indices or args.channels, args.pattern)
+        if (args.indices or args.channels)
+        else None,
+    }
+    found = {
+        "arch": recorded.arch,
+        "layout": recorded.layout,
+        "input": "dct" if recorded.channels else "rgb",
+        "channels": recorded.channels,
+    }
     differing = {k: (v, found[k]) for k, v in asked.items() if v is not None and v != found[k]}
     if differing:
         detail = ", ".join(f"--{k} {wanted!r} but it holds {held!r}" for k, (wanted, held) in differing.items())
-        raise ValueError(f"{source} is another network than the command line asks for ({detail}): "
-                         "leave those options out to take the checkpoint's")
+        raise ValueError(
+            f"{source} is another network than the command line asks for ({detail}): "
+            "leave those options out to take the checkpoint's"
+        )
     args.arch, args.layout, args.input = recorded.arch, recorded.layout, found["input"]
     args.indices, args.channels = (list(recorded.channels), None) if recorded.channels else (None, None)
 
@@ -101,25 +119,42 @@ class ClassificationTrainer:
         if args.preprocess == "official" and not self.dct:
             raise ValueError("--preprocess official is the release's DCT pipeline; it needs DCT inputs")
         scale = (args.min_scale, 1.0)
-        evaluation = OfficialEvalTransform(self.crop, self.channels) if args.preprocess == "official" else \
-            DCTCropTransform(self.crop, self.channels, False) if self.dct else rgb_transform(self.crop, False)
+        evaluation = (
+            OfficialEvalTransform(self.crop, self.channels)
+            if args.preprocess == "official"
+            else DCTCropTransform(self.crop, self.channels, False)
+            if self.dct
+            else rgb_transform(self.crop, False)
+        )
         self.val_set = image_folder(os.path.join(root, "val"), evaluation, self.dct)
         if args.evaluate:
             self.train_set = None
             self.model = self.evaluated_model().to(self.device)
             return
-        train = DCTCropTransform(self.crop, self.channels, True, scale) if self.dct else rgb_transform(self.crop, True, scale)
+        train = (
+            DCTCropTransform(self.crop, self.channels, True, scale)
+            if self.dct
+            else rgb_transform(self.crop, True, scale)
+        )
         self.train_set = image_folder(os.path.join(root, "train"), train, self.dct)
         initial_gate = self.initial is not None and self.initial.description.gate
         gate_norm = "BN" if not initial_gate or self.initial.description.gate_norm else ""
-        gate = ChannelGate(len(self.channels), norm=gate_norm, init_on=args.gate_init_on) \
-            if args.gate or initial_gate else None
+        gate = (
+            ChannelGate(len(self.channels), norm=gate_norm, init_on=args.gate_init_on)
+            if args.gate or initial_gate
+            else None
+        )
         model = build_classifier(args.arch, len(self.train_set.classes), self.channels, gate, args.layout)
         if self.initial is not None:
             self.load_initial(model)
         self.model = model.to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
-                                         weight_decay=args.weight_decay, nesterov=args.momentum > 0)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            nesterov=args.momentum > 0,
+        )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and args.amp)
         self.start_epoch, self.best_top1 = 0, 0.0
@@ -143,8 +178,9 @@ class ClassificationTrainer:
         if args.input != "dct":
             raise ValueError(f"--init {source} holds RGB weights; as an RGB model's start, load them with torchvision")
         channels = resolve_channels(args.indices or args.channels, args.pattern)
-        state, report = torchvision_to_classifier(checkpoint, len(channels), args.seed, args.arch, args.layout,
-                                                  args.init_input)
+        state, report = torchvision_to_classifier(
+            checkpoint, len(channels), args.seed, args.arch, args.layout, args.init_input
+        )
         logger.info(f"--init {source}: torchvision's RGB {args.arch} -> {len(channels)} DCT channels\n{report}")
         description = Description(args.arch, args.layout, channels, 0, False, False)
         return StartingPoint(description, state, {})
@@ -166,18 +202,30 @@ class ClassificationTrainer:
         report = load_initial_weights(model, state, source)
         if self.dct and "input.normalization.mean" in state:
             self.normalization = f"from --init {self.args.init}: {checkpoint.get('normalization') or 'its statistics'}"
-        logger.info(f"--init {source}: {report}" + (f"\nnormalization {self.normalization}" if self.normalization else ""))
+        logger.info(
+            f"--init {source}: {report}" + (f"\nnormalization {self.normalization}" if self.normalization else "")
+        )
 
     def loaders(self, epoch: int):
         sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.args.seed) if self.world > 1 else None
         if sampler is not None:
             sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(self.args.seed + epoch)
-        train = DataLoader(self.train_set, batch_size=self.args.batch_size, shuffle=sampler is None, sampler=sampler,
-                           num_workers=self.args.workers, pin_memory=self.device.type == "cuda", drop_last=True,
-                           generator=generator, persistent_workers=False)
+        train = DataLoader(
+            self.train_set,
+            batch_size=self.args.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=self.args.workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            generator=generator,
+            persistent_workers=False,
+        )
         val_sampler = DistributedSampler(self.val_set, shuffle=False) if self.world > 1 else None
-        val = DataLoader(self.val_set, batch_size=self.args.batch_size, sampler=val_sampler, num_workers=self.args.workers)
+        val = DataLoader(
+            self.val_set, batch_size=self.args.batch_size, sampler=val_sampler, num_workers=self.args.workers
+        )
         return train, val
 
     def dct_statistics(self):
@@ -186,13 +234,16 @@ class ClassificationTrainer:
         path = os.path.join(self.args.output, "dct_stats.json")
         if self.rank == 0 and load_matching(path, self.channels, crop=self.crop) is None:
             transform = DCTCropTransform(self.crop, self.channels, train=False)
-            stats = compute_stats([p for p, _ in self.train_set.samples], transform, self.channels, self.args.stats_images)
+            stats = compute_stats(
+                [p for p, _ in self.train_set.samples], transform, self.channels, self.args.stats_images
+            )
             save_stats(stats._replace(info={**stats.info, "crop": self.crop}), path)
         if self.world > 1:
             dist.barrier()
         stats = load_matching(path, self.channels, crop=self.crop)
-        self.normalization = (f"computed over {stats.info.get('num_images')} training images "
-                              f"(centre crops of {self.crop} pixels, {path})")
+        self.normalization = (
+            f"computed over {stats.info.get('num_images')} training images (centre crops of {self.crop} pixels, {path})"
+        )
         return stats.pick(self.channels, path)
 
     def lr_at(self, epoch: float) -> float:
@@ -222,8 +273,11 @@ class ClassificationTrainer:
         if self.dct and not resuming and self.normalization is None:
             self.model.input.set_stats(*self.dct_statistics())
         self.resume()
-        model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
-            if self.world > 1 else self.model
+        model = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.world > 1
+            else self.model
+        )
         gate = getattr(getattr(self.model, "input", None), "gate", None)
         steps = 0
         results = {}
@@ -281,24 +335,43 @@ class ClassificationTrainer:
             totals += torch.tensor([top1, top5, len(targets)], device=self.device)
         if self.world > 1:
             dist.all_reduce(totals)
-        return {"top1": 100 * totals[0].item() / totals[2].item(), "top5": 100 * totals[1].item() / totals[2].item(),
-                "images": int(totals[2].item())}
+        return {
+            "top1": 100 * totals[0].item() / totals[2].item(),
+            "top5": 100 * totals[1].item() / totals[2].item(),
+            "images": int(totals[2].item()),
+        }
 
     def evaluate_weights(self) -> Dict:
         """Top-1 / top-5 of --weights on the validation images (no training)."""
         sampler = DistributedSampler(self.val_set, shuffle=False) if self.world > 1 else None
-        loader = DataLoader(self.val_set, batch_size=self.args.batch_size, sampler=sampler, num_workers=self.args.workers)
+        loader = DataLoader(
+            self.val_set, batch_size=self.args.batch_size, sampler=sampler, num_workers=self.args.workers
+        )
         return self.evaluate(self.model, loader)
 
     def record(self, **extra) -> Dict:
         """A classifier checkpoint of the model now (:func:`~.checkpoints.classifier_record`)."""
         normalization = self.normalization if self.dct else "ImageNet's RGB mean/std, in the input transform"
-        return classifier_record(self.model.state_dict(), self.args.arch, self.args.layout, self.channels,
-                                 len(self.train_set.classes), normalization, classes=self.train_set.classes, **extra)
+        return classifier_record(
+            self.model.state_dict(),
+            self.args.arch,
+            self.args.layout,
+            self.channels,
+            len(self.train_set.classes),
+            normalization,
+            classes=self.train_set.classes,
+            **extra,
+        )
 
     def checkpoint(self, epoch: int, results: Dict) -> None:
-        state = self.record(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), epoch=epoch,
-                            best_top1=self.best_top1, results=results, args=vars(self.args))
+        state = self.record(
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            epoch=epoch,
+            best_top1=self.best_top1,
+            results=results,
+            args=vars(self.args),
+        )
         write_atomically(os.path.join(self.args.output, "checkpoint.pth"), lambda f: torch.save(state, f))
         if results["top1"] >= self.best_top1:
             best = self.record(results=results)
@@ -312,6 +385,8 @@ class ClassificationTrainer:
         gathered = [torch.zeros_like(checksum) for _ in range(self.world)]
         dist.all_gather(gathered, checksum)
         agree = all(torch.equal(g, gathered[0]) for g in gathered)
-        logger.info(f"rank {self.rank}: weights {'agree' if agree else 'DIFFER'} across {self.world} ranks "
-                    f"(checksum {checksum.item():.6f})")
+        logger.info(
+            f"rank {self.rank}: weights {'agree' if agree else 'DIFFER'} across {self.world} ranks "
+            f"(checksum {checksum.item():.6f})"
+        )
         return agree

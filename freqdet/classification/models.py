@@ -21,6 +21,7 @@ DCT models take raw coefficients, normalize them per channel on the device
 (:class:`freqdet.normalization.ChannelNormalization`, saved in checkpoints with the
 channels it describes) and may put a :class:`freqdet.gate.ChannelGate` after that.
 """
+
 from typing import Optional, Sequence, Union
 
 import torch
@@ -80,8 +81,13 @@ class ResNet50DCT(nn.Module):
     """ResNet-50 layers 1-4 (torchvision's names) on a (C, 56, 56) DCT input of the channels
     ``selection``; layer2 at stride 2 (``layout="torchvision"``) or 1 (``"official"``)."""
 
-    def __init__(self, selection: Sequence[int], num_classes: int = 1000, gate: Optional[ChannelGate] = None,
-                 layout: str = "torchvision"):
+    def __init__(
+        self,
+        selection: Sequence[int],
+        num_classes: int = 1000,
+        gate: Optional[ChannelGate] = None,
+        layout: str = "torchvision",
+    ):
         super().__init__()
         self.layout = check_layout(layout)
         channels = len(selection)
@@ -110,8 +116,13 @@ class MobileNetV2DCT(nn.Module):
     a first convolution of C channels at stride 1 (``layout="torchvision"``), or the
     release's network without a first stage (``"official"``; C at most 32, or 192)."""
 
-    def __init__(self, selection: Sequence[int], num_classes: int = 1000, gate: Optional[ChannelGate] = None,
-                 layout: str = "torchvision"):
+    def __init__(
+        self,
+        selection: Sequence[int],
+        num_classes: int = 1000,
+        gate: Optional[ChannelGate] = None,
+        layout: str = "torchvision",
+    ):
         super().__init__()
         self.layout = check_layout(layout)
         channels = len(selection)
@@ -121,8 +132,14 @@ class MobileNetV2DCT(nn.Module):
             features = nn.Sequential(*list(base.features)[1:])  # renumbered from 0, as the release's
             block = features[0].conv  # the t=1 block: depthwise 32 (conv.0), pointwise 32 -> 16 (conv.1, conv.2)
             if channels < 32:
-                block[0] = Conv2dNormActivation(channels, channels, kernel_size=3, groups=channels,
-                                                norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+                block[0] = Conv2dNormActivation(
+                    channels,
+                    channels,
+                    kernel_size=3,
+                    groups=channels,
+                    norm_layer=nn.BatchNorm2d,
+                    activation_layer=nn.ReLU6,
+                )
                 block[1] = _kaiming(nn.Conv2d(channels, block[1].out_channels, kernel_size=1, bias=False))
                 _kaiming(block[0][0])
             elif channels == NUM_CHANNELS:
@@ -133,8 +150,14 @@ class MobileNetV2DCT(nn.Module):
         else:
             base = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
             first = base.features[0]
-            base.features[0] = Conv2dNormActivation(channels, first.out_channels, kernel_size=3, stride=1,
-                                                    norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+            base.features[0] = Conv2dNormActivation(
+                channels,
+                first.out_channels,
+                kernel_size=3,
+                stride=1,
+                norm_layer=nn.BatchNorm2d,
+                activation_layer=nn.ReLU6,
+            )
             features = base.features
         self.features, self.classifier = features, base.classifier
 
@@ -143,8 +166,13 @@ class MobileNetV2DCT(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def build_classifier(arch: str, num_classes: int, channels: Union[None, int, Sequence[int]] = None,
-                     gate: Optional[ChannelGate] = None, layout: str = "torchvision") -> nn.Module:
+def build_classifier(
+    arch: str,
+    num_classes: int,
+    channels: Union[None, int, Sequence[int]] = None,
+    gate: Optional[ChannelGate] = None,
+    layout: str = "torchvision",
+) -> nn.Module:
     """A classifier: DCT input of the channels ``channels`` (global indices, or a count of the
     square pattern as :func:`freqdet.dct.resolve_channels` takes it) in the given ``layout``,
     or torchvision's RGB model when None."""

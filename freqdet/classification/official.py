@@ -19,6 +19,7 @@ This package's own evaluation transform (:class:`~.data.DCTCropTransform`) crops
 resizes, antialiases and stays in float; on real photos its Y coefficients differ from the
 release's by a few percent RMS or more, which an official checkpoint notices.
 """
+
 import os
 from typing import Sequence
 
@@ -91,10 +92,16 @@ class OfficialEvalTransform:
 
         encoder = turbojpeg_decoder()
         if encoder is None:
-            raise RuntimeError("the official release's preprocessing needs libjpeg-turbo's TurboJPEG library "
-                               "(Debian: apt-get install libturbojpeg0; pip install PyTurboJPEG)")
-        data = encoder.encode(np.ascontiguousarray(image), quality=100, jpeg_subsample=turbojpeg.TJSAMP_420,
-                              pixel_format=turbojpeg.TJPF_BGR)
+            raise RuntimeError(
+                "the official release's preprocessing needs libjpeg-turbo's TurboJPEG library "
+                "(Debian: apt-get install libturbojpeg0; pip install PyTurboJPEG)"
+            )
+        data = encoder.encode(
+            np.ascontiguousarray(image),
+            quality=100,
+            jpeg_subsample=turbojpeg.TJSAMP_420,
+            pixel_format=turbojpeg.TJPF_BGR,
+        )
         planes = decode_jpeg_coefficients(data, "the re-encoded crop", max_pixels=None).planes
         if chroma:
             return np.concatenate([planes[1][:, :, self.chroma[0]], planes[2][:, :, self.chroma[1]]], axis=2)
@@ -107,5 +114,7 @@ class OfficialEvalTransform:
         top, left = int(round((h - self.crop) * 0.5)), int(round((w - self.crop) * 0.5))
         crop = image[top : top + self.crop, left : left + self.crop]
         upscaled = cv2.resize(crop, (2 * self.crop, 2 * self.crop), interpolation=cv2.INTER_LINEAR)
-        planes = np.concatenate([self.coefficients(crop, chroma=False), self.coefficients(upscaled, chroma=True)], axis=2)
+        planes = np.concatenate(
+            [self.coefficients(crop, chroma=False), self.coefficients(upscaled, chroma=True)], axis=2
+        )
         return torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))

@@ -13,6 +13,7 @@
   (:func:`block_dct`) and colour transform (:func:`rgb_to_ycbcr`). The readable
   specification the fast transform is tested against.
 """
+
 from .block import block_dct, block_idct, dct_matrix
 from .channels import (
     CELL,

@@ -5,6 +5,7 @@ orthonormal 2-D DCT-II is taken. Coefficient (u, v), with u the vertical and v t
 horizontal frequency, is stored at index ``k = 8 * u + v`` (row-major, not zigzag). A
 JPEG written at quality 100 stores exactly these values, rounded.
 """
+
 import numpy as np
 
 BLOCK = 8

@@ -9,6 +9,7 @@ Grid: the detection input takes Y upscaled 2x (``LUMA_UPSCALE``), so one 8x8 blo
 ``CELL`` = 4 pixels of the image along each axis, res2's stride; the classification input
 takes Y as it is (``luma_upscale=1``), 8 pixels a cell.
 """
+
 import numbers
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 

@@ -1,9 +1,10 @@
 """JPEG's colour transform: full-range BT.601 YCbCr, the JFIF equations (ITU-T T.871) libjpeg uses.
 
-    Y  =  0.299    R + 0.587    G + 0.114    B
-    Cb = -0.168736 R - 0.331264 G + 0.5      B + 128
-    Cr =  0.5      R - 0.418688 G - 0.081312 B + 128
+Y  =  0.299    R + 0.587    G + 0.114    B
+Cb = -0.168736 R - 0.331264 G + 0.5      B + 128
+Cr =  0.5      R - 0.418688 G - 0.081312 B + 128
 """
+
 import numpy as np
 
 RGB_TO_YCBCR = np.array(

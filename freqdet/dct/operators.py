@@ -18,6 +18,7 @@ and bounds them (:func:`axis_bounds`, which the int8 wire format's steps come fr
 Without a resize, the window is 6 pixels at a stride of 4 and the weights are the same
 for every cell (:func:`interior_kernel`).
 """
+
 from functools import lru_cache
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -130,8 +131,13 @@ def axis_bounds(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
     128 * bound[u] * bound[v] bounds |coefficient (u, v)| for 8-bit images, edge cells,
     block padding and resizes included (Pillow's bilinear weights are positive and sum to one).
     """
-    return np.max([np.abs(axis_operator(n, chroma, luma_upscale=luma_upscale).weights).sum(axis=2).max(axis=1)
-                   for n in range(1, 8 * cell_size(luma_upscale) + 1)], axis=0)
+    return np.max(
+        [
+            np.abs(axis_operator(n, chroma, luma_upscale=luma_upscale).weights).sum(axis=2).max(axis=1)
+            for n in range(1, 8 * cell_size(luma_upscale) + 1)
+        ],
+        axis=0,
+    )
 
 
 CHUNK = 8  # cells per block of the banded products: wide enough for fast products, narrow enough to waste little
@@ -170,8 +176,10 @@ def banded_operator(
     for f in range(len(freqs)):
         np.add.at(blocks[:, :, f], (c, g, position), weights[f])
     gather = np.minimum(start[:, None] + np.arange(width), n_in - 1).reshape(-1)
-    return BandedOperator(torch.from_numpy(gather).to(device),
-                          torch.from_numpy(blocks.reshape(chunks, CHUNK * len(freqs), width)).float().to(device))
+    return BandedOperator(
+        torch.from_numpy(gather).to(device),
+        torch.from_numpy(blocks.reshape(chunks, CHUNK * len(freqs), width)).float().to(device),
+    )
 
 
 class Frequencies(NamedTuple):
@@ -199,8 +207,9 @@ def frequencies(ks: Tuple[int, ...]) -> Frequencies:
 
 
 @lru_cache(maxsize=2048)
-def kernel_operator(n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int,
-                     freqs: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+def kernel_operator(
+    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...]
+) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`axis_operator` for some frequencies as the CPU kernel takes it: (cells, window)
     int64 input indices and (len(freqs), cells, window) float32 weights."""
     op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)

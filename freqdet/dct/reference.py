@@ -13,12 +13,21 @@ torch's ``interpolate(..., align_corners=False)``). The colour transform is affi
 bilinear weights sum to one, so converting to YCbCr before upscaling is exact and cheaper.
 Nothing is rounded: the result is the exact float value of the transform.
 """
+
 from typing import Sequence, Union
 
 import numpy as np
 
 from .block import block_dct, block_idct
-from .channels import COMPONENTS, LUMA_UPSCALE, NUM_CHANNELS, PER_COMPONENT, cell_size, resolve_channels, split_by_component
+from .channels import (
+    COMPONENTS,
+    LUMA_UPSCALE,
+    NUM_CHANNELS,
+    PER_COMPONENT,
+    cell_size,
+    resolve_channels,
+    split_by_component,
+)
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 
 

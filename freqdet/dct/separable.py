@@ -18,6 +18,7 @@ CUDA. The tests hold both engines equal to the numpy reference
 (against the image resized by the same filter in float; Pillow rounds its resized pixels
 to uint8, which moves coefficients by about one unit).
 """
+
 from contextlib import contextmanager
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -86,20 +87,40 @@ def _exact_float32(device: torch.device):
             torch.backends.cuda.matmul.allow_tf32 = True
 
 
-def _apply_kernel(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
-                  steps: Optional[Sequence[float]]) -> None:
+def _apply_kernel(
+    plane: torch.Tensor,
+    rows: tuple,
+    cols: tuple,
+    ks: Sequence[int],
+    out: torch.Tensor,
+    steps: Optional[Sequence[float]],
+) -> None:
     """:func:`_apply_torch` by the C kernel (``freqdet._banded``), image by image, straight into ``out``."""
     freqs = frequencies(tuple(ks))
     row_index, row_weights = kernel_operator(*rows, freqs.us)
     col_index, col_weights = kernel_operator(*cols, freqs.vs)
     scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
     for n in range(plane.shape[0]):
-        _banded.banded_dct(plane[n].contiguous().numpy(), col_index, col_weights, row_index, row_weights,
-                           freqs.pairs, scales, out[n].numpy())
+        _banded.banded_dct(
+            plane[n].contiguous().numpy(),
+            col_index,
+            col_weights,
+            row_index,
+            row_weights,
+            freqs.pairs,
+            scales,
+            out[n].numpy(),
+        )
 
 
-def _apply_torch(plane: torch.Tensor, rows: tuple, cols: tuple, ks: Sequence[int], out: torch.Tensor,
-                 steps: Optional[Sequence[float]] = None) -> None:
+def _apply_torch(
+    plane: torch.Tensor,
+    rows: tuple,
+    cols: tuple,
+    ks: Sequence[int],
+    out: torch.Tensor,
+    steps: Optional[Sequence[float]] = None,
+) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
     ``rows`` and ``cols`` are the :func:`~.operators.axis_operator` arguments of each axis. A column

@@ -17,6 +17,7 @@ The compressed-domain input (a JPEG's own coefficients, :mod:`freqdet.io.coeffic
 travels as int16 on the file's block grids; :func:`decode_file_grid` resamples it to the
 training grid on the device.
 """
+
 from functools import lru_cache
 from typing import Sequence, Tuple
 
@@ -70,11 +71,20 @@ def encode(
     """
     _check(dtype)
     if dtype == "int8" and luma_upscale != LUMA_UPSCALE:
-        raise ValueError(f"the int8 wire's steps are those of the detection grid (luma_upscale "
-                         f"{LUMA_UPSCALE}), not luma_upscale {luma_upscale}: use int16 or float32")
+        raise ValueError(
+            f"the int8 wire's steps are those of the detection grid (luma_upscale "
+            f"{LUMA_UPSCALE}), not luma_upscale {luma_upscale}: use int16 or float32"
+        )
     steps = int8_steps(selection) if dtype == "int8" else None
-    return separable_dct(pixels, selection, input_format, geometry=geometry, luma_upscale=luma_upscale,
-                         dtype=getattr(torch, dtype), steps=steps)
+    return separable_dct(
+        pixels,
+        selection,
+        input_format,
+        geometry=geometry,
+        luma_upscale=luma_upscale,
+        dtype=getattr(torch, dtype),
+        steps=steps,
+    )
 
 
 def encode_image(

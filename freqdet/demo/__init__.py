@@ -5,6 +5,7 @@ Detectron2) and :mod:`.classification` (an ImageFolder), both drawn by :mod:`.dr
 into ``$FREQDET_CACHE`` on first use (:mod:`.cache`); and :mod:`.photos`, the real photos
 that installed packages ship. No Detectron2 needed.
 """
+
 from .cache import cache_root
 from .classification import prepare_demo_folder
 from .detection import prepare_demo

@@ -1,4 +1,5 @@
 """Where generated data lives, and how a folder of it appears: complete, or not at all."""
+
 import os
 import shutil
 import tempfile

@@ -5,6 +5,7 @@ needs both shape and frequency; 80 training and 25 validation images per class, 
 pixels a side, JPEG quality 70-95 with 4:4:4, 4:2:2 or 4:2:0 chroma. Drawn from fixed
 seeds on first use into ``$FREQDET_CACHE/cls_demo_v1``.
 """
+
 import os
 
 import numpy as np
@@ -39,8 +40,9 @@ def _write(folder: str) -> None:
             for i in range(per_class):
                 pixels = draw_image(rng, shape, texture)
                 quality, subsampling = int(rng.integers(70, 96)), int(rng.integers(0, 3))
-                Image.fromarray(pixels).save(os.path.join(folder, split, name, f"{i:04d}.jpg"),
-                                             quality=quality, subsampling=subsampling)
+                Image.fromarray(pixels).save(
+                    os.path.join(folder, split, name, f"{i:04d}.jpg"), quality=quality, subsampling=subsampling
+                )
 
 
 def prepare_demo_folder(root: str = None) -> str:

@@ -11,6 +11,7 @@ atomically, so concurrent first uses are safe.
 Detectron2 sees them as ``freqdet_demo_train`` (600 images) and ``freqdet_demo_val`` (100
 images), registered by :mod:`freqdet.detection.datasets`.
 """
+
 import json
 import logging
 import os
@@ -93,8 +94,16 @@ def generate_split(split: str, root: str) -> None:
         name = f"{image_id:06d}.jpg"
         quality, subsampling = int(rng.integers(65, 96)), int(rng.integers(0, 3))
         Image.fromarray(pixels).save(os.path.join(image_dir, name), quality=quality, subsampling=subsampling)
-        images.append({"id": image_id, "file_name": name, "height": h, "width": w,
-                       "jpeg_quality": quality, "chroma_subsampling": SUBSAMPLING[subsampling]})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": name,
+                "height": h,
+                "width": w,
+                "jpeg_quality": quality,
+                "chroma_subsampling": SUBSAMPLING[subsampling],
+            }
+        )
         for obj in objects:
             annotations.append(_annotation(obj, image_id, len(annotations) + 1, h, w))
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]

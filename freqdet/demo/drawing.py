@@ -1,4 +1,5 @@
 """Drawing the demo pictures: smooth backgrounds, shapes filled with sinusoidal gratings."""
+
 import math
 from typing import List, Optional, Tuple
 
@@ -42,7 +43,9 @@ def grating(rng: np.random.Generator, h: int, w: int, period: float) -> np.ndarr
     """A two-colour sinusoidal grating of the given period and a random orientation."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     theta = rng.uniform(0, np.pi)
-    wave = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi))
+    wave = 0.5 + 0.5 * np.sin(
+        2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi)
+    )
     while True:
         c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
         if abs((c1 - c2) @ np.array([0.299, 0.587, 0.114])) > 70:
@@ -77,5 +80,3 @@ def paint_shape(image: np.ndarray, polygon, fill: np.ndarray) -> np.ndarray:
 def textured_fill(rng: np.random.Generator, h: int, w: int, texture: str) -> np.ndarray:
     """A grating of the texture's period range ("fine" or "coarse")."""
     return grating(rng, h, w, rng.uniform(*TEXTURES[texture]))
-
-

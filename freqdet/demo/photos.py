@@ -3,6 +3,7 @@
 matplotlib (a freqdet dependency) ships ``grace_hopper.jpg`` (512x600); scikit-learn, where
 installed (freqdet's test extra), ships ``china.jpg`` and ``flower.jpg`` (640x427).
 """
+
 import os
 from typing import List
 

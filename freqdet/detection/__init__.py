@@ -12,6 +12,7 @@ the channel gates (:mod:`.gate`) and the built-in demo datasets (:mod:`.datasets
 - :mod:`.cli`: what the command-line tools share (``--register-coco``);
 - :mod:`.convert`: classifier weights to detector keys.
 """
+
 from . import backbone, gate, meta_arch  # noqa: F401  (they register into Detectron2's registries)
 from .config import add_freqdet_config, load_config
 from .datasets import register_demo_datasets

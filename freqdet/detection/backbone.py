@@ -6,6 +6,7 @@ blocks and stages, ``DEPTH``, ``NORM``, ``FREEZE_AT``, ``OUT_FEATURES`` and para
 names, so stock checkpoints load into res2..res5 except for the first res2 block's input
 convolutions, which take C channels instead of 64.
 """
+
 import logging
 
 from detectron2.layers import CNNBlockBase, ShapeSpec

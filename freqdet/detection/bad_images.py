@@ -6,6 +6,7 @@ trainer counts its distinct files
 into EventStorage as ``data/skipped_images``, and :class:`SkipBadImages` fills the slot
 with the next image of the dataset. Nothing is ever replaced silently.
 """
+
 import logging
 import os
 

@@ -1,4 +1,5 @@
 """Detectron2's checkpointer, made crash-safe, safe to load from, and aware of the DCT channels a model takes."""
+
 import os
 
 import torch

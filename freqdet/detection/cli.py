@@ -1,5 +1,6 @@
 """What freqdet's command-line tools share: ``--register-coco``, COCO-format datasets registered
 from the command line, with their class names and class count."""
+
 import argparse
 import json
 import os
@@ -11,9 +12,13 @@ from detectron2.data.datasets import register_coco_instances
 
 def add_register_coco_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--register-coco", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGE_DIR"),
+        "--register-coco",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
         help="register a COCO-format dataset (instances JSON and image folder) under NAME, for "
-             "DATASETS.TRAIN / DATASETS.TEST; repeatable",
+        "DATASETS.TRAIN / DATASETS.TEST; repeatable",
     )
 
 
@@ -31,15 +36,17 @@ def register_coco(name: str, json_file: str, image_dir: str) -> List[str]:
         classes = [c["name"] for c in categories]
         id_map = {c["id"]: i for i, c in enumerate(categories)}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"--register-coco {name}: {json_file!r} is not a COCO instances JSON with "
-                         f"'categories' ({e})") from e
+        raise ValueError(
+            f"--register-coco {name}: {json_file!r} is not a COCO instances JSON with 'categories' ({e})"
+        ) from e
     if name in DatasetCatalog.list():
         registered = MetadataCatalog.get(name)
         if (registered.get("json_file", None), registered.get("image_root", None)) == (json_file, image_dir):
             return classes
         raise ValueError(f"--register-coco {name}: a dataset of that name is registered already; pick another name")
-    register_coco_instances(name, {"thing_classes": classes, "thing_dataset_id_to_contiguous_id": id_map},
-                            json_file, image_dir)
+    register_coco_instances(
+        name, {"thing_classes": classes, "thing_dataset_id_to_contiguous_id": id_map}, json_file, image_dir
+    )
     return classes
 
 
@@ -56,6 +63,8 @@ def classes_override(cfg, registered: dict, opts: Sequence[str]) -> List[str]:
         return []
     count = len(train[0])
     if any(len(c) != count for c in train):
-        raise ValueError(f"the training sets {list(cfg.DATASETS.TRAIN)} have different numbers of classes; "
-                         "set MODEL.ROI_HEADS.NUM_CLASSES")
+        raise ValueError(
+            f"the training sets {list(cfg.DATASETS.TRAIN)} have different numbers of classes; "
+            "set MODEL.ROI_HEADS.NUM_CLASSES"
+        )
     return ["MODEL.ROI_HEADS.NUM_CLASSES", count]

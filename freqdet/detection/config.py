@@ -1,4 +1,5 @@
 """Config keys of freqdet, added to a Detectron2 config by :func:`add_freqdet_config`."""
+
 import difflib
 import os
 import re
@@ -105,7 +106,10 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
     opts = list(opts)
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs; got an odd number: {opts}")
-    for source, merge in ((path, lambda: cfg.merge_from_file(path)), ("the overrides", lambda: cfg.merge_from_list(opts))):
+    for source, merge in (
+        (path, lambda: cfg.merge_from_file(path)),
+        ("the overrides", lambda: cfg.merge_from_list(opts)),
+    ):
         try:
             merge()
         except (KeyError, AssertionError) as e:
@@ -206,8 +210,10 @@ def check_device(cfg: CN) -> None:
     """ValueError, before any work, if ``MODEL.DEVICE`` names a device this machine lacks."""
     device = str(cfg.MODEL.DEVICE)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"cfg.MODEL.DEVICE is {device!r} but torch sees no CUDA GPU on this machine: "
-                         "run with MODEL.DEVICE cpu (or install a CUDA build of torch where there is a GPU)")
+        raise ValueError(
+            f"cfg.MODEL.DEVICE is {device!r} but torch sees no CUDA GPU on this machine: "
+            "run with MODEL.DEVICE cpu (or install a CUDA build of torch where there is a GPU)"
+        )
 
 
 def check_can_learn(cfg: CN) -> None:

@@ -5,6 +5,7 @@ Maps :class:`freqdet.classification.models.ResNet50DCT` (torchvision's names) on
 ``layerN`` -> ``backbone.bottom_up.res{N+1}``, the gate under ``backbone.bottom_up.stem.gate``,
 and the input normalization (statistics and channels) onto the meta-architecture's.
 """
+
 import re
 from typing import List, Tuple
 
@@ -15,8 +16,16 @@ from ..classification.convert import Report, StateDict, unwrap
 from ..normalization import selection_mask, upgrade_legacy_keys
 
 _BLOCK = re.compile(r"layer([1-4])\.(\d+)\.(.+)")
-_PARTS = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "bn1": "conv1.norm", "bn2": "conv2.norm",
-          "bn3": "conv3.norm", "downsample.0": "shortcut", "downsample.1": "shortcut.norm"}
+_PARTS = {
+    "conv1": "conv1",
+    "conv2": "conv2",
+    "conv3": "conv3",
+    "bn1": "conv1.norm",
+    "bn2": "conv2.norm",
+    "bn3": "conv3.norm",
+    "downsample.0": "shortcut",
+    "downsample.1": "shortcut.norm",
+}
 _NORMALIZATION = "input.normalization."
 
 
@@ -35,8 +44,10 @@ def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
     upgrade_legacy_keys(state, "input.")
     channels = checkpoint.get("channels") if isinstance(checkpoint, dict) else None
     if isinstance(checkpoint, dict) and checkpoint.get("layout") == "official":
-        report.notes.append("the official layout's layer2 (stride 1 in the release's classifier) becomes res3 at "
-                            "the standard stride 2, as in the release's detection backbone")
+        report.notes.append(
+            "the official layout's layer2 (stride 1 in the release's classifier) becomes res3 at "
+            "the standard stride 2, as in the release's detection backbone"
+        )
     if isinstance(channels, (list, tuple)) and _NORMALIZATION + "selected" not in state:
         state[_NORMALIZATION + "selected"] = selection_mask([int(c) for c in channels])
     if _NORMALIZATION + "selected" in state:
@@ -54,9 +65,9 @@ def classifier_to_detectron2(checkpoint) -> Tuple[StateDict, Report]:
             if module in _PARTS:
                 new = f"backbone.bottom_up.res{int(stage) + 1}.{index}.{_PARTS[module]}.{tensor}"
         elif key.startswith("input.gate."):
-            new = "backbone.bottom_up.stem.gate." + key[len("input.gate."):]
+            new = "backbone.bottom_up.stem.gate." + key[len("input.gate.") :]
         elif key.startswith(_NORMALIZATION):
-            new = "normalization." + key[len(_NORMALIZATION):]
+            new = "normalization." + key[len(_NORMALIZATION) :]
         elif key.startswith("fc."):
             report.dropped.append(key)
             continue
@@ -79,6 +90,10 @@ def detectron2_backbone_report(model: nn.Module, converted: StateDict) -> Tuple[
     state = model.state_dict()
     expected = {k for k in state if k.startswith("backbone.bottom_up.")}
     given = {k for k in converted if k.startswith("backbone.bottom_up.")}
-    mismatched = [k for k in sorted(set(state) & set(converted)) if state[k].shape != converted[k].shape
-                  or (k == "normalization.selected" and not torch.equal(state[k], converted[k]))]
+    mismatched = [
+        k
+        for k in sorted(set(state) & set(converted))
+        if state[k].shape != converted[k].shape
+        or (k == "normalization.selected" and not torch.equal(state[k], converted[k]))
+    ]
     return sorted(expected - given), sorted(given - expected), mismatched

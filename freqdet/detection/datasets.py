@@ -1,4 +1,5 @@
 """The built-in demo datasets in Detectron2's catalogs: ``freqdet_demo_train`` and ``freqdet_demo_val``."""
+
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -24,6 +25,9 @@ def register_demo_datasets(root: str = None) -> None:
 
         DatasetCatalog.register(name, load)
         MetadataCatalog.get(name).set(
-            json_file=json_file, image_root=image_dir, evaluator_type="coco", thing_classes=list(CLASSES),
+            json_file=json_file,
+            image_root=image_dir,
+            evaluator_type="coco",
+            thing_classes=list(CLASSES),
             thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(CLASSES))},
         )

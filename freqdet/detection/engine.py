@@ -1,4 +1,5 @@
 """Training: :class:`DCTTrainer`, the config and dataset checks before it, and the training set's DCT statistics."""
+
 import copy
 import logging
 import os
@@ -137,12 +138,18 @@ def compute_config_stats(cfg, num_images: int) -> ChannelStats:
     bad_image_log = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv") if on_bad_image(cfg) == "skip" else None
     mapper = DCTDatasetMapper(mapper_cfg, is_train=False, bad_image_log=bad_image_log)
     channels = list(range(NUM_CHANNELS))
-    logger.info(f"Computing DCT channel statistics over {min(num_images or len(dicts), len(dicts))} of the "
-                f"{len(dicts)} training images (MODEL.DCT.STATS_NUM_IMAGES {num_images})")
+    logger.info(
+        f"Computing DCT channel statistics over {min(num_images or len(dicts), len(dicts))} of the "
+        f"{len(dicts)} training images (MODEL.DCT.STATS_NUM_IMAGES {num_images})"
+    )
 
     def coefficients(d):
         mapped = mapper(d)
-        return None if mapped is None else inputs.coefficients(mapped, channels, "cpu", mapper.image_format, mapper.wire_dtype)
+        return (
+            None
+            if mapped is None
+            else inputs.coefficients(mapped, channels, "cpu", mapper.image_format, mapper.wire_dtype)
+        )
 
     return compute_stats(dicts, coefficients, channels, num_images)
 
@@ -213,8 +220,9 @@ class DCTTrainer(DefaultTrainer):
         # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose
         # PeriodicCheckpointer takes self.checkpointer: swap it for ours here, before that.
         old = self.checkpointer
-        self.checkpointer = FreqdetCheckpointer(old.model, old.save_dir, trust=self.trust_checkpoint,
-                                                **old.checkpointables)
+        self.checkpointer = FreqdetCheckpointer(
+            old.model, old.save_dir, trust=self.trust_checkpoint, **old.checkpointables
+        )
         hooks = super().build_hooks()
         if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))

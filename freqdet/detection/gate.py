@@ -2,6 +2,7 @@
 paper's gate (:mod:`freqdet.gate`) built from the config, its loss and metrics, and the
 analysis of what a trained gate selects (rates per channel over a dataset, the top K, a
 config that takes them)."""
+
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -43,7 +44,13 @@ class GumbelChannelGate(ChannelGate):
     @classmethod
     def from_config(cls, cfg, channels: int):
         gate = cfg.MODEL.DCT.GATE
-        return {"channels": channels, "norm": gate.NORM, "tau": gate.TAU, "init_off": gate.INIT_OFF, "init_on": gate.INIT_ON}
+        return {
+            "channels": channels,
+            "norm": gate.NORM,
+            "tau": gate.TAU,
+            "init_off": gate.INIT_OFF,
+            "init_on": gate.INIT_ON,
+        }
 
 
 def gate_losses_and_metrics(gate: nn.Module, channels, weight: float) -> Dict[str, torch.Tensor]:
@@ -112,8 +119,10 @@ def write_selection_config(indices: Sequence[int], base_config: str, path: str, 
     without a gate (the selection is static, even when ``base_config`` is the gated config)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    config = {"_BASE_": os.path.relpath(os.path.abspath(base_config), directory),
-              "MODEL": {"DCT": {"INDICES": [int(i) for i in indices], "GATE": {"NAME": ""}}}}
+    config = {
+        "_BASE_": os.path.relpath(os.path.abspath(base_config), directory),
+        "MODEL": {"DCT": {"INDICES": [int(i) for i in indices], "GATE": {"NAME": ""}}},
+    }
     if output_dir:
         config["OUTPUT_DIR"] = output_dir
     with open(path, "w") as f:

@@ -15,6 +15,7 @@ input holds one of three payloads, and always ``image_size``:
 ``image_size`` is ``(H, W)``, the augmented image's size in pixels, in which the
 ``instances`` and everything the model predicts before post-processing are given.
 """
+
 from typing import Dict, Sequence, Tuple
 
 import numpy as np

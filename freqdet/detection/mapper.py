@@ -1,4 +1,5 @@
 """DCTDatasetMapper: Detectron2's DatasetMapper, shipping DCT channels instead of pixels."""
+
 import copy
 import logging
 import os

@@ -1,4 +1,5 @@
 """DCTGeneralizedRCNN: Detectron2's GeneralizedRCNN fed with DCT channels instead of pixels."""
+
 from typing import Dict, List, Sequence
 
 import numpy as np

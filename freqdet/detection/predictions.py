@@ -1,4 +1,5 @@
 """A picture of a model's predictions next to the ground truth, for a few images of a dataset."""
+
 import os
 
 import numpy as np

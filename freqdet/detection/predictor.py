@@ -1,4 +1,5 @@
 """DCTPredictor: Detectron2's DefaultPredictor for freqdet's models, on image files or arrays."""
+
 import logging
 import os
 from typing import Dict, List, Sequence, Union

@@ -9,11 +9,17 @@
 - :mod:`.header`: the size limit checked from the header and :class:`ImageDecodeError`,
   which every failure to read or decode raises.
 """
+
 from .coefficients import JpegCoefficients, decode_jpeg_coefficients, read_jpeg_coefficients
 from .header import MAX_IMAGE_PIXELS, ImageDecodeError
 from .pixels import FORMATS, read_image
 
 __all__ = [
-    "FORMATS", "MAX_IMAGE_PIXELS", "ImageDecodeError", "JpegCoefficients", "decode_jpeg_coefficients", "read_image",
+    "FORMATS",
+    "MAX_IMAGE_PIXELS",
+    "ImageDecodeError",
+    "JpegCoefficients",
+    "decode_jpeg_coefficients",
+    "read_image",
     "read_jpeg_coefficients",
 ]

@@ -19,6 +19,7 @@ blocks and negate odd horizontal/vertical frequencies, EXIF orientations also tr
 (u, v); both are exact when the image size is a multiple of the block size, and off by
 the padding of the last block otherwise.
 """
+
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -87,8 +88,9 @@ def read_jpeg_coefficients(path, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -
     return decode_jpeg_coefficients(read_bytes(path), path, max_pixels)
 
 
-def decode_jpeg_coefficients(data: bytes, path="<JPEG in memory>",
-                             max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> JpegCoefficients:
+def decode_jpeg_coefficients(
+    data: bytes, path="<JPEG in memory>", max_pixels: Optional[int] = MAX_IMAGE_PIXELS
+) -> JpegCoefficients:
     """:func:`read_jpeg_coefficients` of a JPEG already in memory (``path`` names it in errors)."""
     if not is_jpeg(data):
         raise ImageDecodeError(path, "not a JPEG file; the compressed-domain path reads JPEGs only")

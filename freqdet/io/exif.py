@@ -7,6 +7,7 @@ and Detectron2's ``read_image`` give. On pixels that is an index permutation. On
 and a mirrored block negates its odd frequencies along that axis; both are exact when
 the image size is a multiple of the block size.
 """
+
 from typing import Optional, Tuple
 
 import numpy as np

@@ -1,4 +1,5 @@
 """A file's bytes and header, read before any decoding: the size limit and :class:`ImageDecodeError`."""
+
 import io
 from typing import Optional
 
@@ -58,6 +59,7 @@ def check_size(path, width: int, height: int, max_pixels: Optional[int]) -> None
     """Refuse images larger than ``max_pixels`` from their header, before any decoding."""
     if max_pixels and width * height > max_pixels:
         raise ImageDecodeError(
-            path, f"{width}x{height} pixels exceed the limit of {max_pixels} (a decompression bomb?); "
-            "raise max_pixels (cfg.INPUT.DCT.MAX_IMAGE_PIXELS) if such images are expected"
+            path,
+            f"{width}x{height} pixels exceed the limit of {max_pixels} (a decompression bomb?); "
+            "raise max_pixels (cfg.INPUT.DCT.MAX_IMAGE_PIXELS) if such images are expected",
         )

@@ -7,6 +7,7 @@ JPEG when the TurboJPEG library cannot be loaded, go through Pillow with a one-t
 warning. Every failure to read or decode raises :class:`ImageDecodeError` naming the file
 and the reason; a corrupt file never comes back as a partly grey picture.
 """
+
 import os
 import warnings
 from typing import Optional, Union

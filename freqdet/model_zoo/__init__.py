@@ -7,6 +7,7 @@
 Names are paths below the repository's ``configs/`` (a leading ``configs/`` is accepted).
 In a checkout ``configs`` here is a link to that folder; an installed package carries a copy.
 """
+
 import os
 from typing import List, Sequence
 
@@ -24,7 +25,7 @@ def list_configs() -> List[str]:
 def get_config_file(name: str) -> str:
     """The path of the config ``name`` (e.g. ``"mask_rcnn_dct_R50_FPN.yaml"``); FileNotFoundError
     listing the configs there are if it is not one of them."""
-    relative = name[len("configs/"):] if name.startswith("configs/") else name
+    relative = name[len("configs/") :] if name.startswith("configs/") else name
     path = os.path.join(CONFIGS, relative)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name!r} is not one of freqdet's configs: {', '.join(list_configs())}")

@@ -7,6 +7,7 @@ package into site-packages unchanged, adds the ``_C`` stand-in from this folder 
 docstring) and writes ``detectron2-0.6.dist-info`` so pip lists it and can uninstall it.
 Its dependencies are installed by the caller with the pins in ``constraints.txt``.
 """
+
 import argparse
 import base64
 import hashlib
@@ -30,8 +31,20 @@ def download(cache: str) -> str:
         # Preparing the sdist's metadata runs its setup.py, which imports torch: hence
         # --no-build-isolation, with torch already installed.
         subprocess.check_call(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-build-isolation",
-             "--no-binary", ":all:", SDIST, "-d", cache]
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-binary",
+                ":all:",
+                SDIST,
+                "-d",
+                cache,
+            ]
         )
         found = [f for f in os.listdir(cache) if f.startswith("pb1-detectron2-0.6") and f.endswith(".tar.gz")]
     if not found:
@@ -55,7 +68,7 @@ def install(tarball: str, site: str) -> None:
         for member in tar.getmembers():
             if not member.name.startswith(PREFIX) or not (member.isfile() or member.isdir()):
                 continue
-            rel = member.name[len(PREFIX):]
+            rel = member.name[len(PREFIX) :]
             if not rel or os.path.isabs(rel) or ".." in rel.split("/"):
                 continue
             dest = os.path.join(target, rel)
