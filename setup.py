@@ -2,7 +2,7 @@
 
 Detectron2 itself is not on PyPI, so it is not listed here: install it from source
 (https://detectron2.readthedocs.io/en/latest/tutorials/install.html), or let
-``tools/setup.sh`` install its fallback (see README.md).
+``tools/setup.sh`` install its fallback (see docs/setup.md).
 """
 import os
 import sys
@@ -67,11 +67,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
-    # Data: the shipped statistics, the configs (freqdet/model_zoo/configs links to configs/), and
+    # Data: the shipped statistics, the configs (freqdet/configs links to configs/), and
     # the official DCTNet release's normalization tables (figures, with their source).
     package_data={
-        "freqdet": ["natural_photo_stats.json"],
-        "freqdet.model_zoo": ["configs/*.yaml", "configs/*/*.yaml"],
+        "freqdet": ["natural_photo_stats.json", "configs/*.yaml", "configs/*/*.yaml"],
         "freqdet.classification": ["official_stats/*.json"],
     },
     ext_modules=[
@@ -93,6 +92,6 @@ setup(
     extras_require={
         # --preprocess official: the release's validation pipeline resizes with OpenCV.
         "official": ["opencv-python-headless"],
-        "test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn", "opencv-python-headless"],
+        "test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn", "opencv-python-headless", "ruff==0.17.6"],
     },
 )

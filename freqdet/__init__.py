@@ -10,14 +10,15 @@ statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo d
 for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` also imports
 :mod:`freqdet.detection`, which registers the plug-in, and exports
 :func:`add_freqdet_config`, :class:`DCTDatasetMapper`, :class:`DCTTrainer`,
-:class:`DCTPredictor` and :mod:`freqdet.model_zoo`.
+:class:`DCTPredictor` and ``freqdet.model_zoo`` (:mod:`freqdet.detection.model_zoo`).
 """
 
 import importlib.util
+import sys
 import warnings
 
 from .io import ImageDecodeError, read_image
-from .noise import quiet_known_warnings
+from .known_warnings import quiet_known_warnings
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,8 @@ __all__ = ["ImageDecodeError", "read_image", "__version__"]
 if importlib.util.find_spec("detectron2") is not None:
     with warnings.catch_warnings():  # Detectron2's dependencies' import-time notices, only during this import
         quiet_known_warnings()
-        from . import model_zoo
-        from .detection import DCTDatasetMapper, DCTPredictor, DCTTrainer, add_freqdet_config
+        from .detection import DCTDatasetMapper, DCTPredictor, DCTTrainer, add_freqdet_config, model_zoo
 
+    # ``import freqdet.model_zoo`` and ``from freqdet.model_zoo import get_config`` too, as Detectron2's.
+    sys.modules[__name__ + ".model_zoo"] = model_zoo
     __all__ += ["add_freqdet_config", "model_zoo", "DCTDatasetMapper", "DCTPredictor", "DCTTrainer"]

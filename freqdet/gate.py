@@ -62,3 +62,7 @@ class ChannelGate(nn.Module):
     def channels_on(self) -> torch.Tensor:
         """Channels switched on per image in the last forward, averaged over the batch (differentiable)."""
         return self.last_decisions.sum(dim=1).mean()
+
+    def loss(self, weight: float) -> torch.Tensor:
+        """The paper's gate loss for the last forward: ``weight`` (lambda) x channels on per image."""
+        return weight * self.channels_on()

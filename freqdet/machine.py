@@ -6,7 +6,7 @@ import platform
 import torch
 
 
-def describe() -> str:
+def describe_machine() -> str:
     """CPU model and core count, the GPU if one is visible, Python and torch versions."""
     cpu = cpu_model() or platform.processor() or "unknown CPU"
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""

@@ -8,7 +8,7 @@ that takes other channels is refused (:class:`ChannelMismatchError`), by whateve
 (``load_state_dict``, Detectron2's checkpointers, ``DefaultPredictor``).
 """
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -23,8 +23,9 @@ class ChannelMismatchError(ValueError):
         self.theirs, self.ours, self.source = list(theirs), list(ours), source
         super().__init__(
             f"the weights in {source} were trained on DCT channels {self.theirs} ({len(self.theirs)}), but the "
-            f"model takes {self.ours} ({len(self.ours)}): select the weights' channels (a detector's MODEL.DCT.CHANNELS/PATTERN "
-            "or MODEL.DCT.INDICES, a classifier's --channels/--indices), or use weights trained for these"
+            f"model takes {self.ours} ({len(self.ours)}): select the weights' channels (a detector's "
+            "MODEL.DCT.CHANNELS/PATTERN or MODEL.DCT.INDICES, a classifier's --channels/--indices), or use "
+            "weights trained for these"
         )
 
 
@@ -71,30 +72,15 @@ class ChannelNormalization(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "selected"
-        if key not in state_dict:  # weights from before the selection was recorded
-            state_dict[key] = self.selected.clone()
-        theirs = torch.as_tensor(state_dict[key]).to(torch.bool).flatten()
-        if theirs.shape != self.selected.shape or not torch.equal(theirs.cpu(), self.selected.cpu()):
-            raise ChannelMismatchError(torch.nonzero(theirs).flatten().tolist(), self.channels)
+        if key in state_dict:  # a missing one is reported as a missing key by load_state_dict
+            theirs = torch.as_tensor(state_dict[key]).to(torch.bool).flatten()
+            if theirs.shape != self.selected.shape or not torch.equal(theirs.cpu(), self.selected.cpu()):
+                raise ChannelMismatchError(torch.nonzero(theirs).flatten().tolist(), self.channels)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-_LEGACY = {"dct_mean": "mean", "dct_std": "std"}
-
-
-def upgrade_legacy_keys(state_dict, prefix: str, attribute: str = "normalization") -> None:
-    """Rename, in place, the keys of weights written before :class:`ChannelNormalization`
-    existed: ``{prefix}dct_mean`` / ``dct_std`` / ``dct_channels`` (a list of indices) of the
-    module that now holds it as ``attribute``. Register it with
-    ``module._register_load_state_dict_pre_hook`` (it takes the hook's arguments)."""
-    for old, new in _LEGACY.items():
-        if prefix + old in state_dict:
-            state_dict[f"{prefix}{attribute}.{new}"] = state_dict.pop(prefix + old)
-    if prefix + "dct_channels" in state_dict:
-        channels = torch.as_tensor(state_dict.pop(prefix + "dct_channels")).flatten().tolist()
-        state_dict[f"{prefix}{attribute}.selected"] = selection_mask([int(c) for c in channels])
-
-
-def legacy_keys_hook(state_dict, prefix, *args):
-    """``_register_load_state_dict_pre_hook`` form of :func:`upgrade_legacy_keys`."""
-    upgrade_legacy_keys(state_dict, prefix)
+def selected_channels(state_dict, prefix: str = "") -> Optional[List[int]]:
+    """The channels a state dict's :class:`ChannelNormalization` at ``prefix`` (e.g.
+    ``"normalization."``) records as taken, or None if it holds none."""
+    key = prefix + "selected"
+    return torch.as_tensor(state_dict[key]).nonzero().flatten().tolist() if key in state_dict else None

@@ -1,18 +1,18 @@
-"""Per-channel statistics of DCT coefficients: compute, save, load, and pick by selection.
+"""Per-channel statistics of DCT coefficients: compute, cache, save, load, and pick by selection.
 
 The one format, for detectors and classifiers alike, is a JSON object
 
     {"channels": [0, 1, ...], "mean": [...], "std": [...], ...}
 
 with one mean and std per listed global channel index, plus whatever describes how they
-were measured (``num_images``, ``num_cells``, ``crop``, ...). Files without
-``"channels"`` (written before it was recorded) hold all 192 channels, or exactly the
-channels of the selection they are used with. :mod:`freqdet.normalization` applies them.
+were measured (``num_images``, ``num_cells``, ``crop``, ...). A file without
+``"channels"`` (such as the official release's tables) holds all 192 channels, or exactly
+the channels of the selection it is used with. :mod:`freqdet.normalization` applies them.
 
 :func:`natural_photo_stats` is the table shipped with freqdet, the default of every model
 that has no statistics of its own: all 192 channels measured on natural photographs with
-the detection pipeline (``tools/compute_dct_stats.py --photos`` writes it; the file
-records how).
+the detection pipeline; :func:`measure_photos` is its recipe (``tools/compute_dct_stats.py
+--photos`` runs it; the file records how).
 """
 
 import json
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .dct import NUM_CHANNELS, validate_channels
-from .files import write_atomically
+from .atomic_write import write_atomically
+from .dct import NUM_CHANNELS, Geometry, separable_dct, validate_channels
+from .io import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +183,72 @@ def natural_photo_stats() -> ChannelStats:
     """The statistics shipped with freqdet: all 192 channels over natural photographs, with the
     detection pipeline at COCO's training sizes (how, and on which photos, is in the file)."""
     return load_stats(NATURAL_PHOTO_STATS)
+
+
+def cached_stats(
+    path: str,
+    channels: Sequence[int],
+    compute: Callable[[], ChannelStats],
+    main_process: bool = True,
+    synchronize: Callable[[], None] = lambda: None,
+    **info,
+) -> ChannelStats:
+    """The statistics cached in ``path``, computed once for all the processes of a run.
+
+    The main process reuses the file when it covers ``channels`` and records the same
+    ``info`` (e.g. ``crop``), else it runs ``compute()`` and writes its result there with
+    ``info``; then every process waits in ``synchronize`` (a barrier; nothing for a single
+    process) and reads the file.
+    """
+    if main_process and load_matching(path, channels, **info) is None:
+        stats = compute()
+        save_stats(stats._replace(info={**stats.info, **info}), path)
+    synchronize()
+    stats = load_matching(path, channels, **info)
+    if stats is None:
+        raise ValueError(f"{path!r} holds no DCT statistics of channels {list(channels)} after they were computed")
+    return stats
+
+
+COCO_SHORT_SIDES = (640, 672, 704, 736, 768, 800)  # Detectron2's COCO training scales (shorter side)
+COCO_MAX_SIZE = 1333
+
+
+def shortest_edge_size(height: int, width: int, short_side: int, max_size: int) -> Tuple[int, int]:
+    """(h, w) of an image resized so that its shorter side is ``short_side`` and its longer
+    side at most ``max_size``, rounded to pixels: Detectron2's ``ResizeShortestEdge`` sizes."""
+    scale = short_side / min(height, width)
+    new_h, new_w = height * scale, width * scale
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def measure_photos(
+    paths: Sequence[str], short_sides: Sequence[int] = COCO_SHORT_SIDES, max_size: int = COCO_MAX_SIZE
+) -> ChannelStats:
+    """All 192 channels over each photo at each shorter side, unflipped and mirrored, with the
+    detection pipeline: the recipe of :func:`natural_photo_stats` (``tools/compute_dct_stats.py
+    --photos`` runs it on the photos that matplotlib and scikit-learn ship)."""
+    channels = range(NUM_CHANNELS)
+
+    def coefficients(item):
+        path, side, hflip = item
+        image = read_image(path, format="BGR")
+        size = shortest_edge_size(image.shape[0], image.shape[1], side, max_size)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+        return separable_dct(pixels, channels, "BGR", geometry=Geometry(size, hflip))[0]
+
+    items = [(p, side, hflip) for p in paths for side in short_sides for hflip in (False, True)]
+    stats = compute_stats(items, coefficients, channels, desc="DCT statistics of photos")
+    info = dict(
+        stats.info,
+        photos=[os.path.basename(p) for p in paths],
+        short_sides=list(short_sides),
+        max_size=max_size,
+        mirrored=True,
+        pipeline="detection: Y upscaled 2x, Cb/Cr 4x then 4:2:0, 8x8 DCT of each, exact floats",
+        command="python tools/compute_dct_stats.py --photos",
+    )
+    return stats._replace(info=info)

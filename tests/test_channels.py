@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from freqdet.dct import channel_indices, channel_name, resolve_channels, validate_channels, zigzag_order
+from freqdet.dct import channel_indices, resolve_channels, validate_channels, zigzag_order
 
 # The official release's selections, per component, written out in full.
 OFFICIAL = {
@@ -234,9 +234,3 @@ def test_resolve_accepts_counts_lists_and_numpy():
     assert resolve_channels(24) == channel_indices(24)
     assert resolve_channels(np.int64(32), "triangle") == channel_indices(32, "triangle")
     assert resolve_channels(np.array([130, 0, 64])) == (0, 64, 130)
-
-
-def test_names():
-    assert channel_name(0) == "Y(0,0)"
-    assert channel_name(64 + 8 * 2 + 3) == "Cb(2,3)"
-    assert channel_name(191) == "Cr(7,7)"

@@ -1,6 +1,5 @@
 """Config files, add_freqdet_config, the model zoo and the default statistics."""
 
-import logging
 import os
 import pathlib
 import subprocess
@@ -17,7 +16,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 import freqdet
 from freqdet.dct import channel_indices
 from freqdet.demo import packaged_photos
-from freqdet.detection.config import ConfigKeyError, dct_selection, dct_stats_from_config, load_config
+from freqdet.detection.config import ConfigKeyError, check_can_learn, dct_selection, dct_stats_from_config, load_config
 from freqdet.stats import natural_photo_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,6 +35,7 @@ INPUT_KEYS = {
     ("MODEL", "DCT"),
     ("INPUT", "DCT"),
     ("TEST", "VIS_IMAGES"),
+    ("TEST", "VIS_SCORE_THRESH"),
 }
 
 
@@ -156,12 +156,13 @@ def test_scratch_configs_are_detectron2s_scratch_recipe_on_dct_inputs(name, mask
     assert model.roi_heads.mask_on == mask_on
 
 
-def test_building_a_frozen_bn_model_without_weights_warns(caplog):
+def test_training_a_frozen_bn_config_needs_weights():
     cfg = load("mask_rcnn_dct_R50_FPN.yaml")
-    cfg.MODEL.DEVICE = "cpu"
-    with caplog.at_level(logging.WARNING, logger="freqdet"):
-        build_model(cfg)
-    assert any("FrozenBN and MODEL.WEIGHTS is empty" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="FrozenBN and MODEL.WEIGHTS is empty"):
+        check_can_learn(cfg)
+    cfg.MODEL.WEIGHTS = "dct_r50.pth"
+    check_can_learn(cfg)
+    check_can_learn(load("mask_rcnn_dct_R50_FPN_scratch.yaml"))  # GroupNorm learns from scratch
 
 
 def test_unknown_keys_name_the_closest_valid_ones(tmp_path):
@@ -202,9 +203,9 @@ def test_model_zoo_works_from_an_installed_package(tmp_path):
     )
     assert build.returncode == 0, build.stderr[-2000:]
     installed = tmp_path / "lib" / "freqdet"
-    assert not (installed / "model_zoo" / "configs").is_symlink()
+    assert (installed / "configs").is_dir() and not (installed / "configs").is_symlink()
     code = (
-        "import freqdet; cfg = freqdet.model_zoo.get_config('demo/mask_rcnn_dct_demo.yaml'); "
+        "import freqdet; from freqdet.model_zoo import get_config; cfg = get_config('demo/mask_rcnn_dct_demo.yaml'); "
         "print(freqdet.__file__, cfg.MODEL.DCT.CHANNELS, len(freqdet.stats.natural_photo_stats().mean))"
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"))
@@ -310,7 +311,7 @@ def test_dct64_demo_is_the_dct_demo_with_64_channels():
 
 
 def test_gate_top24_demo_is_what_the_channel_analysis_writes_for_its_channels(tmp_path):
-    from freqdet.detection.gate import write_selection_config
+    from freqdet.detection.channel_analysis import write_selection_config
 
     ours, base = load_demo("mask_rcnn_dct_gate_top24_demo.yaml"), load_demo("mask_rcnn_dct_demo.yaml")
     chosen = list(ours.MODEL.DCT.INDICES)

@@ -17,7 +17,7 @@ from helpers import small_cfg
 
 import freqdet
 from freqdet import DCTDatasetMapper
-from freqdet.detection.gate import gate_statistics
+from freqdet.detection.channel_analysis import gate_statistics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GATED = "configs/demo/mask_rcnn_dct_demo_gate.yaml"
@@ -103,7 +103,9 @@ import freqdet
 
 rank = int(sys.argv[1])
 dist.init_process_group("gloo", init_method=f"file://{sys.argv[2]}", rank=rank, world_size=2)
-cfg = small_cfg("configs/demo/mask_rcnn_dct_demo_gate.yaml", "MODEL.DCT.MEAN", [0.0] * 192, "MODEL.DCT.STD", [100.0] * 192)
+cfg = small_cfg(
+    "configs/demo/mask_rcnn_dct_demo_gate.yaml", "MODEL.DCT.MEAN", [0.0] * 192, "MODEL.DCT.STD", [100.0] * 192
+)
 torch.manual_seed(0)
 model = DistributedDataParallel(build_model(cfg))  # find_unused_parameters=False, as Detectron2's default
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -231,7 +233,7 @@ def test_analysis_tool_writes_rates_heatmap_and_a_config_that_trains(demo_dicts,
 
 
 def test_the_gate_can_learn_faster_than_the_rest():
-    from freqdet.detection.engine import DCTTrainer
+    from freqdet.detection.trainer import DCTTrainer
 
     cfg = gated_cfg("MODEL.DCT.GATE.LR_FACTOR", 10.0, "SOLVER.BASE_LR", 0.02)
     model = build_model(cfg)
@@ -249,7 +251,7 @@ def test_the_gate_is_stored_once_in_checkpoints():
 
 
 def test_a_selection_config_from_the_gated_config_has_no_gate(tmp_path):
-    from freqdet.detection.gate import write_selection_config
+    from freqdet.detection.channel_analysis import write_selection_config
 
     path = write_selection_config([0, 1, 2, 64], str(ROOT / GATED), str(tmp_path / "top4.yaml"))
     cfg = get_cfg()

@@ -1,5 +1,6 @@
-"""The package's rooms: only freqdet.detection imports Detectron2, the model does not import the
-loader, config imports nothing above it, and no module imports another's private names."""
+"""The package's rooms: only freqdet.detection imports Detectron2 and only the front door imports
+freqdet.detection, the model does not import the loader, config imports nothing above it, no
+module imports another's private names, and no modules import each other in a circle."""
 
 import ast
 import os
@@ -57,19 +58,24 @@ def test_the_package_is_where_the_tests_think():
     } <= names
 
 
-@pytest.mark.parametrize(
-    "name, path, tree",
-    [m for m in ALL if not m[0].startswith("freqdet.detection")],
-    ids=lambda v: v if isinstance(v, str) and v.startswith("freqdet") else "",
-)
+CORE = [m for m in ALL if not m[0].startswith("freqdet.detection")]
+
+
+@pytest.mark.parametrize("name, path, tree", CORE, ids=[m[0] for m in CORE])
 def test_only_freqdet_detection_imports_detectron2(name, path, tree):
-    is_package = path.endswith("__init__.py")
-    for target, names in imports(name, tree, is_package):
+    for target, _ in imports(name, tree, path.endswith("__init__.py")):
         assert not target.startswith("detectron2"), f"{name} imports {target}"
-        # The front door imports the plug-in only where Detectron2 is; the model zoo's
-        # get_config builds a Detectron2 config through it when called.
-        if name in ("freqdet", "freqdet.model_zoo"):
-            continue
+
+
+@pytest.mark.parametrize("name, path, tree", CORE, ids=[m[0] for m in CORE])
+def test_the_core_does_not_import_freqdet_detection(name, path, tree):
+    """The front door (freqdet/__init__.py) imports it inside its "Detectron2 is installed" branch,
+    which registers the plug-in; the rest of the core never does."""
+    if name == "freqdet":
+        guarded = [node for node in tree.body if isinstance(node, ast.If) and "find_spec" in ast.dump(node.test)]
+        outside = [n for n in tree.body if n not in guarded]
+        tree = ast.Module(body=outside, type_ignores=[])
+    for target, _ in imports(name, tree, path.endswith("__init__.py")):
         assert not target.startswith("freqdet.detection"), f"{name} imports {target}"
 
 
@@ -79,8 +85,8 @@ def test_the_core_imports_with_detectron2_made_unimportable():
         import sys
         sys.modules["detectron2"] = None  # any import of it now fails
         import freqdet, freqdet.dct, freqdet.io, freqdet.stats, freqdet.normalization, freqdet.gate
-        import freqdet.demo, freqdet.visualize, freqdet.classification, freqdet.model_zoo
-        assert freqdet.model_zoo.get_config_file("mask_rcnn_dct_R50_FPN_scratch.yaml")
+        import freqdet.demo, freqdet.visualize, freqdet.classification, freqdet.config_files
+        assert freqdet.config_files.get_config_file("mask_rcnn_dct_R50_FPN_scratch.yaml")
         import freqdet.classification.convert, freqdet.classification.data, freqdet.classification.engine
         assert not hasattr(freqdet, "add_freqdet_config") and not hasattr(freqdet, "DCTDatasetMapper")
         assert freqdet.read_image and freqdet.ImageDecodeError
@@ -108,7 +114,9 @@ def test_the_model_does_not_import_the_data_loader(model_module):
     loader = {
         "freqdet.detection.mapper",
         "freqdet.detection.bad_images",
-        "freqdet.detection.engine",
+        "freqdet.detection.checks",
+        "freqdet.detection.dataset_stats",
+        "freqdet.detection.trainer",
         "freqdet.detection.datasets",
         "freqdet.demo",
     }
@@ -135,3 +143,46 @@ def test_no_module_imports_anothers_private_names():
             if private:
                 offences.append(f"{name} imports {private} from {target}")
     assert not offences
+
+
+# The packages' compiled extensions: modules of their own, not the package they sit in.
+EXTENSIONS = {"freqdet.dct._banded", "freqdet.io._jpeg"}
+
+
+def import_graph():
+    """{module: the freqdet modules it imports}, anywhere in its file; ``from package import name``
+    counts as an import of the submodule ``name`` where there is one, else of the package."""
+    names = {name for name, _, _ in ALL}
+    graph = {}
+    for name, path, tree in ALL:
+        edges = set()
+        for target, imported in imports(name, tree, path.endswith("__init__.py")):
+            if not target.startswith("freqdet"):
+                continue
+            submodules = {f"{target}.{n}" for n in imported} & (names | EXTENSIONS)
+            edges |= submodules - EXTENSIONS
+            if len(submodules) < len(imported) or not imported:
+                while target not in names:
+                    target = target.rpartition(".")[0]
+                edges.add(target)
+        graph[name] = edges - {name}
+    return graph
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    graph = import_graph()
+    circles = []
+
+    def walk(module, path):
+        for nxt in sorted(graph[module]):
+            if nxt in path:
+                circles.append(path[path.index(nxt) :] + [nxt])
+            elif nxt not in done:
+                walk(nxt, path + [nxt])
+        done.add(module)
+
+    done = set()
+    for module in sorted(graph):
+        if module not in done:
+            walk(module, [module])
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)

@@ -23,7 +23,7 @@ from freqdet.classification import build_classifier, load_classifier
 from freqdet.classification.convert import torchvision_to_classifier
 from freqdet.classification.official import OfficialEvalTransform, official_stats
 from freqdet.dct import channel_indices
-from freqdet.files import UntrustedCheckpointError
+from freqdet.safe_load import UntrustedCheckpointError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TABLES = ROOT / "freqdet" / "classification" / "official_stats"

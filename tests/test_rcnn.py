@@ -152,7 +152,7 @@ def test_training_visualization_draws_the_rebuilt_image(demo_dicts):
 
 
 def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypatch, tmp_path):
-    """draw_predictions, as tools/train_net.py calls it with MODEL.ROI_HEADS.SCORE_THRESH_TEST."""
+    """draw_predictions, as tools/train_net.py calls it with TEST.VIS_SCORE_THRESH."""
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.visualizer import Visualizer
 
@@ -190,7 +190,7 @@ def test_rgb_demo_twin_takes_detectron2s_mapper_and_draws_its_predictions(tmp_pa
     from detectron2.modeling import GeneralizedRCNN
     from PIL import Image
 
-    from freqdet.detection.engine import build_mapper
+    from freqdet.detection.mapper import build_mapper
     from freqdet.detection.predictions import draw_predictions
 
     cfg = small_cfg("configs/demo/mask_rcnn_rgb_demo.yaml")

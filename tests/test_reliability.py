@@ -18,7 +18,8 @@ from PIL import Image
 from freqdet import ImageDecodeError
 from freqdet.detection.bad_images import skipped_images
 from freqdet.detection.checkpoint import FreqdetCheckpointer
-from freqdet.detection.engine import DCTTrainer, compute_config_stats
+from freqdet.detection.dataset_stats import compute_config_stats
+from freqdet.detection.trainer import DCTTrainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

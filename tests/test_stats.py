@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from freqdet.stats import ChannelStats, compute_stats, evenly_spaced, load_matching, load_stats, save_stats
+from freqdet.stats import (
+    COCO_MAX_SIZE,
+    COCO_SHORT_SIDES,
+    ChannelStats,
+    cached_stats,
+    compute_stats,
+    evenly_spaced,
+    load_matching,
+    load_stats,
+    save_stats,
+    shortest_edge_size,
+)
 
 
 def test_matches_numpy_over_all_cells(rng, tmp_path):
@@ -57,3 +68,31 @@ def test_load_matching_checks_channels_and_settings(tmp_path):
 def test_evenly_spaced():
     assert evenly_spaced(list(range(10)), 3) == [0, 4, 9]
     assert evenly_spaced([1, 2], 0) == [1, 2] and evenly_spaced([1, 2], 5) == [1, 2]
+
+
+def test_cached_stats_are_computed_once_and_recomputed_for_other_settings(tmp_path):
+    path = str(tmp_path / "dct_stats.json")
+    calls, waits = [], []
+
+    def compute():
+        calls.append(1)
+        return ChannelStats((0, 1, 2), np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), {"num_images": 7})
+
+    first = cached_stats(path, [0, 2], compute, True, lambda: waits.append(1), crop=128)
+    assert first.channels == (0, 1, 2) and first.info == {"num_images": 7, "crop": 128}
+    again = cached_stats(path, [1], compute, True, lambda: waits.append(1), crop=128)
+    assert np.array_equal(again.mean, first.mean) and len(calls) == 1 and len(waits) == 2
+    # Another process reads what the main one wrote, and computes nothing.
+    assert cached_stats(path, [1], lambda: pytest.fail("computed twice"), False, crop=128).info["crop"] == 128
+    # Another crop, or channels the file lacks: computed again.
+    cached_stats(path, [0], compute, True, crop=256)
+    assert len(calls) == 2 and load_stats(path).info["crop"] == 256
+
+
+def test_shortest_edge_sizes_are_detectron2s():
+    from detectron2.data.transforms import ResizeShortestEdge
+
+    for height, width in [(427, 640), (600, 512), (1, 1), (7, 9), (3000, 200), (801, 1334), (480, 480)]:
+        for side in COCO_SHORT_SIDES:
+            expected = ResizeShortestEdge.get_output_shape(height, width, side, COCO_MAX_SIZE)
+            assert shortest_edge_size(height, width, side, COCO_MAX_SIZE) == tuple(expected)

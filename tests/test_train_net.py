@@ -93,6 +93,8 @@ def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
         str(tmp_path),
         "TEST.VIS_IMAGES",
         "2",
+        "TEST.VIS_SCORE_THRESH",
+        "0.7",
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
@@ -102,6 +104,8 @@ def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
     assert "No DCT statistics configured" not in log  # the checkpoint brings them
     assert len(re.findall(r"\|\s+AP\s+\|\s+AP50\s+\|\s+AP75\s+\|\s+APs\s+\|\s+APm\s+\|\s+APl\s+\|", log)) == 2
     assert (tmp_path / "predictions.png").exists()
+    # The picture shows what scores TEST.VIS_SCORE_THRESH; the evaluation keeps its own threshold.
+    assert f"(score >= 0.7) drawn to {tmp_path / 'predictions.png'}" in log
 
 
 def test_resume_continues_from_the_saved_iteration(run_dir):

@@ -4,9 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from freqdet.dct import channel_indices, upscaled_dct
-from freqdet.dct.operators import interior_kernel
+from freqdet.dct import CELL, channel_indices, upscaled_dct
+from freqdet.dct.operators import axis_operator, taps
 from freqdet.dct.wire import decode, encode, int8_steps
+
+
+def interior_kernel(chroma: bool) -> np.ndarray:
+    """(8, taps): the weights of an interior cell's operator along one axis, row u weighing the
+    pixels 4i-1 .. 4i+4 into frequency u of cell i (cell 1 of a 3-cell axis touches no border)."""
+    op = axis_operator(3 * CELL, chroma)
+    kernel = np.zeros((8, taps()))
+    kernel[:, op.index[1] - (CELL - 1)] = op.weights[:, 1]
+    return kernel
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ import numpy as np
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.detection import DCTDatasetMapper
+from freqdet.detection.channel_analysis import gate_statistics, top_k, write_selection_config
 from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.checks import DatasetNotFoundError, check_datasets
 from freqdet.detection.config import load_config
-from freqdet.detection.engine import DatasetNotFoundError, check_datasets
-from freqdet.detection.gate import gate_statistics, top_k, write_selection_config
-from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
-from freqdet.noise import quiet_known_warnings
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.stats import evenly_spaced
 from freqdet.visualize import plot_selection_heatmap
 

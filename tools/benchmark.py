@@ -28,7 +28,6 @@ Ratios are what to read; absolute times on shared machines are noise.
 import argparse
 import copy
 import json
-import logging
 import os
 import statistics
 import sys
@@ -44,8 +43,8 @@ from freqdet.detection import DCTDatasetMapper, DCTPredictor
 from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
 from freqdet.io.coefficients import check_available
-from freqdet.machine import describe
-from freqdet.noise import quiet_known_warnings
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.machine import describe_machine
 from freqdet.stats import evenly_spaced
 
 # isort: split
@@ -283,21 +282,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
     quiet_known_warnings()
-    # Timing needs no trained weights: the warning about FrozenBN models without them is not for here.
-    # The level is put back afterwards, since main() also runs inside other programs (the tests).
-    backbone_logger = logging.getLogger("freqdet.detection.backbone")
-    level = backbone_logger.level
-    backbone_logger.setLevel(logging.ERROR)
-    try:
-        return run(args)
-    finally:
-        backbone_logger.setLevel(level)
+    return run(args)
 
 
 def run(args) -> int:
     """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
     dicts = photos(args.demo_images)
-    host = describe()
+    host = describe_machine()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     mappers = bench_mappers(dicts, variants, args.rounds)

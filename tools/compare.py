@@ -37,9 +37,9 @@ import sys
 import threading
 import time
 
+from freqdet.atomic_write import write_atomically
 from freqdet.detection.config import load_config
-from freqdet.files import write_atomically
-from freqdet.machine import describe
+from freqdet.machine import describe_machine
 
 TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.py")
 TASKS = (("bbox", "box AP"), ("segm", "mask AP"))
@@ -109,7 +109,7 @@ class Run:
             "config_values": self.values,
             "device": self.device,
             "threads": threads,
-            "machine": describe(),
+            "machine": describe_machine(),
             "seconds": round(time.monotonic() - start, 1),
             "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             **final_metrics(os.path.join(self.folder, "metrics.json")),
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
             ]
         ),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": describe(),
+        "machine": describe_machine(),
         "seeds": seeds,
         "overrides": args.opts,
         "configs": args.configs,

@@ -18,50 +18,15 @@ the statistics freqdet ships as every model's default.
 
 import argparse
 import json
-import os
 import sys
 
-import torch
-
-from freqdet.dct import NUM_CHANNELS, Geometry, separable_dct
 from freqdet.demo import packaged_photos
+from freqdet.detection.checks import DatasetNotFoundError, check_datasets
 from freqdet.detection.cli import add_register_coco_argument, register_coco_datasets
 from freqdet.detection.config import load_config
-from freqdet.detection.engine import DatasetNotFoundError, check_datasets, compute_config_stats
-from freqdet.io import read_image
-from freqdet.noise import quiet_known_warnings
-from freqdet.stats import compute_stats, save_stats
-
-# isort: split
-from detectron2.data.transforms import ResizeShortestEdge
-
-COCO_SIZES = (640, 672, 704, 736, 768, 800)  # Detectron2's COCO training scales (shorter side)
-COCO_MAX_SIZE = 1333
-
-
-def photo_stats(paths, short_sides=COCO_SIZES, max_size=COCO_MAX_SIZE):
-    """All 192 channels over each photo at each shorter side, unflipped and mirrored."""
-    channels = range(NUM_CHANNELS)
-
-    def coefficients(item):
-        path, side, hflip = item
-        image = read_image(path, format="BGR")
-        size = ResizeShortestEdge.get_output_shape(image.shape[0], image.shape[1], side, max_size)
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
-        return separable_dct(pixels, channels, "BGR", geometry=Geometry(tuple(size), hflip))[0]
-
-    items = [(p, side, hflip) for p in paths for side in short_sides for hflip in (False, True)]
-    stats = compute_stats(items, coefficients, channels, desc="DCT statistics of photos")
-    info = dict(
-        stats.info,
-        photos=[os.path.basename(p) for p in paths],
-        short_sides=list(short_sides),
-        max_size=max_size,
-        mirrored=True,
-        pipeline="detection: Y upscaled 2x, Cb/Cr 4x then 4:2:0, 8x8 DCT of each, exact floats",
-        command="python tools/compute_dct_stats.py --photos",
-    )
-    return stats._replace(info=info)
+from freqdet.detection.dataset_stats import compute_config_stats
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.stats import measure_photos, save_stats
 
 
 def main(argv=None) -> int:
@@ -82,7 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.photos is not None:
-            stats = photo_stats(args.photos or packaged_photos())
+            stats = measure_photos(args.photos or packaged_photos())
         else:
             register_coco_datasets(args.register_coco)
             cfg = load_config(args.config_file, args.opts)

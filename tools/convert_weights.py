@@ -4,8 +4,10 @@
     # our classifier (tools/train_cls.py) -> MODEL.WEIGHTS for the DCT detectors
     python tools/convert_weights.py --source classifier --target detectron2 output/cls/model_best.pth dct_r50.pth
     # the official DCTNet release's model_best.pth.tar -> our classifier (its outputs, its classification table)
-    python tools/convert_weights.py --source official --arch resnet50 --target classifier model_best.pth.tar r50_dct24.pth
-    python tools/convert_weights.py --source official --arch mobilenet_v2 --target classifier model_best.pth.tar mnv2_dct32.pth
+    python tools/convert_weights.py --source official --arch resnet50 --target classifier \\
+        model_best.pth.tar r50_dct24.pth
+    python tools/convert_weights.py --source official --arch mobilenet_v2 --target classifier \\
+        model_best.pth.tar mnv2_dct32.pth
     # ... or -> Detectron2 backbone weights, normalized with the release's detection table
     python tools/convert_weights.py --source official --target detectron2 model_best.pth.tar dct_r50.pth
     # torchvision's RGB ResNet-50 -> a ResNet-50-DCT starting point with 24 input channels
@@ -19,7 +21,8 @@ normalization (tools/train_cls.py --evaluate / --init and freqdet.classification
 read them). With --target detectron2 and --config-file, also checks that the converted
 weights fill every backbone parameter of that config's model (no missing or unexpected
 keys). Checkpoints are read without running code from them: one that needs pickled Python
-objects is refused unless --trust-checkpoint is given.
+objects is refused unless --trust-checkpoint is given. The conversions themselves are
+freqdet.classification.convert.convert_to_classifier and freqdet.detection.convert.convert_to_detectron2.
 """
 
 import argparse
@@ -27,101 +30,14 @@ import sys
 
 import torch
 
-from freqdet.classification.checkpoints import classifier_record, describe, is_classifier_checkpoint
-from freqdet.classification.convert import INPUT_INITS, official_to_classifier, torchvision_to_classifier, unwrap
+from freqdet.classification.convert import INPUT_INITS, SOURCES, convert_to_classifier
 from freqdet.classification.models import ARCHITECTURES, LAYOUTS
-from freqdet.classification.official import describe_table
-from freqdet.dct import resolve_channels
-from freqdet.files import TRUST_FLAG, UntrustedCheckpointError, load_checkpoint
-
-HEAD = {"resnet50": "fc.weight", "mobilenet_v2": "classifier.1.weight"}
-
-
-def selected_channels(state, key: str = "input.normalization.selected"):
-    """The channels a state dict's normalization records, or None."""
-    return state[key].nonzero().flatten().tolist() if key in state else None
-
-
-def to_classifier(checkpoint, args, source: str):
-    """(classifier checkpoint record, reports) of ``checkpoint`` from ``args.source``."""
-    if args.source == "official":
-        state, report = official_to_classifier(checkpoint, args.arch, "classification", source)
-        channels, layout, normalization = selected_channels(state), "official", describe_table("classification")
-        arch = args.arch
-    elif args.source == "torchvision":
-        if args.channels is None:
-            raise ValueError("--source torchvision needs --channels (the DCT input channels)")
-        channels = resolve_channels(args.channels)
-        state, report = torchvision_to_classifier(
-            checkpoint, len(channels), arch=args.arch, layout=args.layout, input_init=args.init_input
-        )
-        arch, layout = args.arch, args.layout
-        normalization = "none yet: computed over the training images when training starts (tools/train_cls.py --init)"
-    else:
-        description = describe(checkpoint, source)
-        record = dict(checkpoint, model=unwrap(checkpoint))
-        record.setdefault("layout", description.layout)
-        return record, []
-    record = classifier_record(
-        state,
-        arch,
-        layout,
-        channels,
-        state[HEAD[arch]].shape[0],
-        normalization,
-        converted_from=f"{args.source}: {args.input}",
-    )
-    return record, [(f"{args.source} -> classifier", report)]
-
-
-def to_detectron2(checkpoint, args, source: str):
-    """(Detectron2 checkpoint, reports) of ``checkpoint`` from ``args.source``."""
-    from freqdet.detection.convert import classifier_to_detectron2
-
-    reports = []
-    if args.arch != "resnet50":
-        raise ValueError(f"Detectron2 backbones here are ResNets; --arch {args.arch} has no detector target")
-    if args.source == "official":
-        state, report = official_to_classifier(checkpoint, args.arch, "detection", source)
-        reports.append(("official -> classifier", report))
-        classifier = {"model": state, "layout": "official"}
-        normalization = describe_table("detection")
-    elif args.source == "torchvision":
-        classifier, step = to_classifier(checkpoint, args, source)
-        reports += step
-        normalization = None
-    else:
-        if is_classifier_checkpoint(checkpoint) and describe(checkpoint, source).arch != "resnet50":
-            raise ValueError(
-                f"{source} is a {describe(checkpoint, source).arch} classifier; Detectron2 backbones here are ResNets"
-            )
-        classifier, normalization = (
-            checkpoint,
-            checkpoint.get("normalization") if isinstance(checkpoint, dict) else None,
-        )
-    state, report = classifier_to_detectron2(classifier)
-    reports.append(("classifier -> detectron2", report))
-    channels = selected_channels(state, "normalization.selected")
-    return {
-        "model": state,
-        "__converted_from__": args.source,
-        "channels": channels,
-        "normalization": normalization,
-    }, reports
-
-
-def check_against_config(state, config_file: str, opts):
-    from detectron2.modeling import build_model
-
-    from freqdet.detection.config import load_config
-    from freqdet.detection.convert import detectron2_backbone_report
-
-    return detectron2_backbone_report(build_model(load_config(config_file, ["MODEL.DEVICE", "cpu", *opts])), state)
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError, load_checkpoint
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=["classifier", "official", "torchvision"], required=True)
+    parser.add_argument("--source", choices=SOURCES, required=True)
     parser.add_argument("--target", choices=["classifier", "detectron2"], required=True)
     parser.add_argument("--arch", choices=ARCHITECTURES, default="resnet50", help="the official or torchvision model")
     parser.add_argument("--channels", type=int, default=None, help="DCT input channels (torchvision source)")
@@ -153,11 +69,15 @@ def main(argv=None) -> int:
             f"{' '.join(args.opts)!r} after OUTPUT are config overrides for --config-file; put options "
             "before INPUT OUTPUT"
         )
-    source = repr(args.input)
     try:
         checkpoint = load_checkpoint(args.input, trust=args.trust_checkpoint)
-        convert = to_detectron2 if args.target == "detectron2" else to_classifier
-        result, reports = convert(checkpoint, args, source)
+        if args.target == "detectron2":
+            from freqdet.detection.convert import convert_to_detectron2 as convert
+        else:
+            convert = convert_to_classifier
+        result, reports = convert(
+            checkpoint, args.source, repr(args.input), args.arch, args.channels, args.layout, args.init_input
+        )
     except (UntrustedCheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -166,7 +86,9 @@ def main(argv=None) -> int:
     torch.save(result, args.output)
     print(f"wrote {args.output} ({len(result['model'])} tensors)")
     if args.config_file and args.target == "detectron2":
-        missing, unexpected, mismatched = check_against_config(result["model"], args.config_file, args.opts)
+        from freqdet.detection.convert import backbone_fit
+
+        missing, unexpected, mismatched = backbone_fit(result["model"], args.config_file, args.opts)
         print(
             f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
             f"keys, {len(mismatched)} of another shape or channel selection"

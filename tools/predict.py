@@ -24,9 +24,9 @@ import time
 from freqdet.detection import DCTPredictor
 from freqdet.detection.cli import add_register_coco_argument, register_coco_datasets
 from freqdet.detection.config import load_config
-from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
 from freqdet.io import ImageDecodeError, read_image
-from freqdet.noise import quiet_known_warnings
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
 
 # isort: split
 from detectron2.data import MetadataCatalog

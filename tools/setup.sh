@@ -135,7 +135,7 @@ main() {
   if [ "$route" != existing ]; then
     if [ "$route" = missing ]; then
       log "no Detectron2 importable: installing the fallback (Detectron2 0.6 Python sources" \
-          "from PyPI's pb1-detectron2 sdist, without the C++ extension; see README)"
+          "from PyPI's pb1-detectron2 sdist, without the C++ extension; see docs/setup.md)"
     else
       log "refreshing the Detectron2 fallback installed by an earlier set-up"
     fi

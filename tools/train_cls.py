@@ -28,13 +28,15 @@ import logging
 import sys
 
 from freqdet.classification.convert import INPUT_INITS
-from freqdet.classification.engine import DEFAULTS, ClassificationTrainer
+from freqdet.classification.engine import DEFAULTS, ClassificationConfig, ClassificationTrainer
 from freqdet.classification.models import ARCHITECTURES, LAYOUTS
 from freqdet.dct import PATTERNS
-from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
+
+DEFAULT = ClassificationConfig()
 
 
-def parse_args(argv=None):
+def parse_args(argv=None) -> ClassificationConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="ImageFolder root holding train/ and val/")
@@ -50,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--channels", type=int, default=None, help=f"DCT channel count (with --pattern; default {DEFAULTS['channels']})"
     )
-    parser.add_argument("--pattern", choices=PATTERNS, default="square")
+    parser.add_argument("--pattern", choices=PATTERNS, default=DEFAULT.pattern)
     parser.add_argument(
         "--indices",
         type=lambda s: [int(i) for i in s.split(",")],
@@ -58,28 +60,40 @@ def parse_args(argv=None):
         help="explicit comma-separated channel indices 0..191 (overrides --channels)",
     )
     parser.add_argument("--crop", type=int, default=None, help="crop in pixels (default 448/896 DCT, 224 RGB)")
-    parser.add_argument("--min-scale", type=float, default=0.08, help="smallest crop area fraction in training")
-    parser.add_argument("--gate", action="store_true", help="learn the channel selection (all given channels in)")
-    parser.add_argument("--gate-lambda", type=float, default=0.01, help="weight of the channels-on loss")
-    parser.add_argument("--gate-init-on", type=float, default=2.0, help="initial on-logit bias (off is 0.1)")
-    parser.add_argument("--epochs", type=int, default=90)
-    parser.add_argument("--batch-size", type=int, default=64, help="per process")
-    parser.add_argument("--lr", type=float, default=0.1, help="for a total batch of 256; scale it with yours")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--schedule", choices=["cosine", "step"], default="cosine")
     parser.add_argument(
-        "--steps", type=int, nargs="+", default=[30, 60, 80], help="epochs of 10x decay (step schedule)"
+        "--min-scale", type=float, default=DEFAULT.min_scale, help="smallest crop area fraction in training"
     )
-    parser.add_argument("--warmup-epochs", type=float, default=0.0)
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
-    parser.add_argument("--clip-grad", type=float, default=0.0, help="clip the gradient norm to this (0: off)")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on GPU")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--stats-images", type=int, default=1000, help="images for the DCT normalization statistics")
-    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="output/cls")
+    parser.add_argument("--gate", action="store_true", help="learn the channel selection (all given channels in)")
+    parser.add_argument("--gate-lambda", type=float, default=DEFAULT.gate_lambda, help="weight of the channels-on loss")
+    parser.add_argument(
+        "--gate-init-on", type=float, default=DEFAULT.gate_init_on, help="initial on-logit bias (off is 0.1)"
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT.batch_size, help="per process")
+    parser.add_argument("--lr", type=float, default=DEFAULT.lr, help="for a total batch of 256; scale it with yours")
+    parser.add_argument("--momentum", type=float, default=DEFAULT.momentum)
+    parser.add_argument("--weight-decay", type=float, default=DEFAULT.weight_decay)
+    parser.add_argument("--schedule", choices=["cosine", "step"], default=DEFAULT.schedule)
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=DEFAULT.steps, help="epochs of 10x decay (step schedule)"
+    )
+    parser.add_argument("--warmup-epochs", type=float, default=DEFAULT.warmup_epochs)
+    parser.add_argument("--label-smoothing", type=float, default=DEFAULT.label_smoothing)
+    parser.add_argument(
+        "--clip-grad", type=float, default=DEFAULT.clip_grad, help="clip the gradient norm to this (0: off)"
+    )
+    parser.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=DEFAULT.amp, help="mixed precision on GPU"
+    )
+    parser.add_argument("--workers", type=int, default=DEFAULT.workers)
+    parser.add_argument(
+        "--stats-images", type=int, default=DEFAULT.stats_images, help="images for the DCT normalization statistics"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=DEFAULT.max_steps, help="stop after this many steps (0: no limit)"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT.seed)
+    parser.add_argument("--output", default=DEFAULT.output)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--evaluate", action="store_true", help="top-1/top-5 of --weights on val/, no training")
     parser.add_argument("--weights", default=None, help="the classifier checkpoint --evaluate evaluates")
@@ -91,14 +105,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--init-input",
         choices=INPUT_INITS,
-        default="reinit",
+        default=DEFAULT.init_input,
         help="for RGB --init weights: re-initialise the layers that read the input, or slice "
         "their input channels as the official release does",
     )
     parser.add_argument(
         "--preprocess",
         choices=["freqdet", "official"],
-        default="freqdet",
+        default=DEFAULT.preprocess,
         help="evaluation transform: freqdet's, or the official release's validation pipeline "
         "(OpenCV resize, crop, 2x upscale, libjpeg-turbo JPEG round trip)",
     )
@@ -114,17 +128,17 @@ def parse_args(argv=None):
         parser.error("--evaluate and --weights go together: --evaluate --weights CHECKPOINT")
     if args.evaluate and (args.init or args.resume):
         parser.error("--evaluate trains nothing: leave out --init and --resume")
-    return args
+    return ClassificationConfig(**vars(args))
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
+    config = parse_args(argv)
     try:
-        trainer = ClassificationTrainer(args)
+        trainer = ClassificationTrainer(config)
     except (UntrustedCheckpointError, ValueError, OSError, RuntimeError) as e:
         sys.exit(f"error: {e}")
-    if args.evaluate:
+    if config.evaluate:
         results = trainer.evaluate_weights()
         if trainer.rank == 0:
             print(
@@ -133,8 +147,8 @@ def main(argv=None) -> int:
                         "top1": results["top1"],
                         "top5": results["top5"],
                         "images": results["images"],
-                        "weights": args.weights,
-                        "preprocess": args.preprocess,
+                        "weights": config.weights,
+                        "preprocess": config.preprocess,
                     }
                 )
             )

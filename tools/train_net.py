@@ -21,20 +21,26 @@ import sys
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.checks import DatasetNotFoundError, check_config
 from freqdet.detection.cli import add_register_coco_argument, classes_override, register_coco_datasets
 from freqdet.detection.config import config_path, load_config
-from freqdet.detection.engine import DatasetNotFoundError, DCTTrainer, build_mapper, check_config
+from freqdet.detection.mapper import build_mapper
 from freqdet.detection.predictions import draw_predictions
-from freqdet.files import TRUST_FLAG, UntrustedCheckpointError
-from freqdet.noise import quiet_known_warnings
+from freqdet.detection.trainer import DCTTrainer
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
 
 # isort: split
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
+from torch.multiprocessing import ProcessExitedException
 
 logger = logging.getLogger("freqdet")
+
+# What a user can fix; met while setting up a run, they end it with one line, not a traceback.
+USER_ERRORS = (DatasetNotFoundError, UntrustedCheckpointError, ValueError)
 
 
 def setup_config(args):
@@ -57,32 +63,43 @@ def draw(cfg, model):
             cfg.DATASETS.TEST[0],
             cfg.TEST.VIS_IMAGES,
             path,
-            score_threshold=cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+            score_threshold=cfg.TEST.VIS_SCORE_THRESH,
         )
-        logger.info(
-            f"Predictions on {cfg.DATASETS.TEST[0]} (score >= {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST}) drawn to {path}"
-        )
+        logger.info(f"Predictions on {cfg.DATASETS.TEST[0]} (score >= {cfg.TEST.VIS_SCORE_THRESH}) drawn to {path}")
 
 
 def main(args):
+    """One process of the run: the config built (and checked) once, then training or evaluation.
+
+    A mistake the user can fix, met while setting up (the config, its datasets, the weights
+    to load), ends the process with one line on stderr and exit status 2 (printed by the
+    main process only, as every process meets the same one).
+    """
     quiet_known_warnings()
-    cfg, classes = setup_config(args)
-    default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
-    if classes:
-        logger.info(f"MODEL.ROI_HEADS.NUM_CLASSES {classes[1]}: the classes of {cfg.DATASETS.TRAIN[0]}")
+    try:
+        cfg, classes = setup_config(args)
+        default_setup(cfg, args)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
+        if classes:
+            logger.info(f"MODEL.ROI_HEADS.NUM_CLASSES {classes[1]}: the classes of {cfg.DATASETS.TRAIN[0]}")
+        if args.eval_only:
+            check_config(cfg, training=False)
+            model = DCTTrainer.build_model(cfg)
+            checkpointer = FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, trust=args.trust_checkpoint)
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        else:
+            trainer = DCTTrainer(cfg, trust_checkpoint=args.trust_checkpoint)  # checks the config first
+            trainer.resume_or_load(resume=args.resume)
+    except USER_ERRORS as e:
+        if comm.is_main_process():
+            sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
     if args.eval_only:
-        model = DCTTrainer.build_model(cfg)
-        checkpointer = FreqdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, trust=args.trust_checkpoint)
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = DCTTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         draw(cfg, model)
         return results
-
-    trainer = DCTTrainer(cfg, trust_checkpoint=args.trust_checkpoint)
-    trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     draw(cfg, trainer.model)
     return results
@@ -111,8 +128,7 @@ if __name__ == "__main__":
     args = parse_args()
     try:
         resolve_config_file(args)
-        check_config(setup_config(args)[0], training=not args.eval_only)
-    except (DatasetNotFoundError, ValueError) as e:
+    except ValueError as e:
         sys.exit(f"error: {e}")
     try:
         launch(
@@ -123,5 +139,5 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except UntrustedCheckpointError as e:
-        sys.exit(f"error: {e}")
+    except ProcessExitedException as e:  # a worker process ended; its own message is above
+        sys.exit(e.exit_code if e.exit_code is not None else 1)

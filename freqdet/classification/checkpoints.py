@@ -9,8 +9,8 @@ and ``model_best.pth``, ``tools/convert_weights.py --target classifier``) is a d
 - ``normalization``: one line saying where the normalization statistics come from;
 
 and whatever its writer adds (``results``, ``classes``, ``optimizer``, ``converted_from``).
-Checkpoints written before the layout was recorded have torchvision's. Files are read with
-:func:`freqdet.files.load_checkpoint`: tensors and plain data only unless trusted.
+:func:`recorded_network` reads the network back. Files are read with
+:func:`freqdet.safe_load.load_checkpoint`: tensors and plain data only unless trusted.
 """
 
 import os
@@ -18,14 +18,16 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from torch import nn
 
-from ..files import load_checkpoint
 from ..gate import ChannelGate
-from ..normalization import upgrade_legacy_keys
-from .convert import Report
+from ..normalization import selected_channels
+from ..safe_load import load_checkpoint
 from .models import ARCHITECTURES, build_classifier, check_layout
+from .report import Report
 
-_HEAD = {"resnet50": "fc.weight", "mobilenet_v2": "classifier.1.weight"}
-_SELECTED = "input.normalization.selected"
+# The classifier head's weight of each architecture (its rows are the classes).
+HEAD_KEYS = {"resnet50": "fc.weight", "mobilenet_v2": "classifier.1.weight"}
+# Where a DCT classifier's ChannelNormalization lives in its state dict.
+NORMALIZATION_PREFIX = "input.normalization."
 
 
 def classifier_record(
@@ -49,8 +51,8 @@ def classifier_record(
     }
 
 
-class Description(NamedTuple):
-    """The network a classifier checkpoint describes."""
+class Network(NamedTuple):
+    """The network a classifier checkpoint records."""
 
     arch: str
     layout: str
@@ -65,63 +67,60 @@ def is_classifier_checkpoint(checkpoint) -> bool:
     return (
         isinstance(checkpoint, dict)
         and isinstance(checkpoint.get("model"), dict)
-        and ("arch" in checkpoint or isinstance(checkpoint.get("args"), dict))
+        and "arch" in checkpoint
+        and "layout" in checkpoint
     )
 
 
-def describe(checkpoint, source: str = "the checkpoint") -> Description:
-    """The network of a classifier checkpoint; ValueError naming ``source`` if it is not one."""
+def recorded_network(checkpoint, source: str = "the checkpoint") -> Network:
+    """The network a classifier checkpoint records; ValueError naming ``source`` if it is not one."""
     if not is_classifier_checkpoint(checkpoint):
         raise ValueError(
-            f"{source} is not a freqdet classifier checkpoint (a dict with 'model' and 'arch'); convert the "
-            "official release's checkpoints with tools/convert_weights.py --source official --target classifier"
+            f"{source} is not a freqdet classifier checkpoint (a dict with 'model', 'arch' and 'layout'); "
+            "convert the official release's checkpoints with tools/convert_weights.py --source official "
+            "--target classifier"
         )
     state = checkpoint["model"]
-    arch = checkpoint.get("arch") or checkpoint["args"].get("arch")
-    if arch not in ARCHITECTURES or _HEAD[arch] not in state:
+    arch = checkpoint["arch"]
+    if arch not in ARCHITECTURES or HEAD_KEYS[arch] not in state:
         raise ValueError(
-            f"{source} records architecture {arch!r} but holds no {_HEAD.get(arch, 'classifier head')!r}; "
+            f"{source} records architecture {arch!r} but holds no {HEAD_KEYS.get(arch, 'classifier head')!r}; "
             f"expected one of {ARCHITECTURES}"
         )
     channels = checkpoint.get("channels")
-    if channels is None and _SELECTED in state:
-        channels = state[_SELECTED].nonzero().flatten().tolist()
+    if channels is None:
+        channels = selected_channels(state, NORMALIZATION_PREFIX)
     gate = any(k.startswith("input.gate.") for k in state)
-    return Description(
+    return Network(
         arch,
-        check_layout(checkpoint.get("layout", "torchvision")),
+        check_layout(checkpoint["layout"]),
         tuple(int(c) for c in channels) if channels is not None else None,
-        int(state[_HEAD[arch]].shape[0]),
+        int(state[HEAD_KEYS[arch]].shape[0]),
         gate,
         any(k.startswith("input.gate.norm.") for k in state),
     )
 
 
-def build_described(description: Description, num_classes: Optional[int] = None) -> nn.Module:
-    """A freshly initialised model of the described network (``num_classes`` to change its head)."""
-    gate = (
-        ChannelGate(len(description.channels), norm="BN" if description.gate_norm else "") if description.gate else None
-    )
-    return build_classifier(
-        description.arch, num_classes or description.num_classes, description.channels, gate, description.layout
-    )
+def build_network(network: Network, num_classes: Optional[int] = None) -> nn.Module:
+    """A freshly initialised model of the network (``num_classes`` to change its head)."""
+    gate = ChannelGate(len(network.channels), norm="BN" if network.gate_norm else "") if network.gate else None
+    return build_classifier(network.arch, num_classes or network.num_classes, network.channels, gate, network.layout)
 
 
 def classifier_from_checkpoint(checkpoint, source: str = "the checkpoint") -> nn.Module:
     """The model a loaded classifier checkpoint describes, with its weights, in eval mode."""
-    description = describe(checkpoint, source)
-    state = dict(checkpoint["model"])
-    upgrade_legacy_keys(state, "input.")
-    if description.channels is not None and "input.normalization.mean" not in state:
+    network = recorded_network(checkpoint, source)
+    state = checkpoint["model"]
+    if network.channels is not None and NORMALIZATION_PREFIX + "mean" not in state:
         raise ValueError(
             f"{source} holds no DCT normalization (input.normalization.mean/std): it is a starting "
             "point for training (tools/train_cls.py --init), not a model to evaluate"
         )
-    model = build_described(description)
+    model = build_network(network)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"the weights in {source} do not fit the network it records ({description}): {e}") from e
+        raise ValueError(f"the weights in {source} do not fit the network it records ({network}): {e}") from e
     return model.eval()
 
 
@@ -131,7 +130,7 @@ def load_classifier(path, trust: bool = False, map_location="cpu") -> nn.Module:
     A DCT model takes raw coefficients (its normalization is inside it), e.g. those of
     :class:`~.data.DCTCropTransform` or, for the official release's weights,
     :class:`~.official.OfficialEvalTransform`. ``trust`` allows files that need pickled
-    Python objects (see :func:`freqdet.files.load_checkpoint`).
+    Python objects (see :func:`freqdet.safe_load.load_checkpoint`).
     """
     checkpoint = load_checkpoint(path, trust=trust, map_location=map_location)
     return classifier_from_checkpoint(checkpoint, repr(os.fspath(path)))
@@ -143,16 +142,13 @@ def load_initial_weights(model: nn.Module, state: Dict, source: str) -> Report:
 
     Anything else missing or unexpected means the weights are of another network: ValueError.
     """
-    ours, state = model.state_dict(), dict(state)
-    upgrade_legacy_keys(state, "input.")
+    ours = model.state_dict()
     fresh = [
-        k
-        for k, v in state.items()
-        if k in ours and ours[k].shape != v.shape and not k.startswith("input.normalization.")
+        k for k, v in state.items() if k in ours and ours[k].shape != v.shape and not k.startswith(NORMALIZATION_PREFIX)
     ]
     kept = {k: v for k, v in state.items() if k not in fresh}
     incompatible = model.load_state_dict(kept, strict=False)
-    allowed = set(fresh) | {"input.normalization.mean", "input.normalization.std", "input.normalization.selected"}
+    allowed = set(fresh) | {NORMALIZATION_PREFIX + name for name in ("mean", "std", "selected")}
     if not any(k.startswith("input.gate.") for k in state):
         allowed |= {k for k in ours if k.startswith("input.gate.")}
     missing = [k for k in incompatible.missing_keys if k not in allowed]

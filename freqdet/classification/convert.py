@@ -23,39 +23,19 @@ mapped, re-initialised, dropped or not understood, so nothing changes silently.
 """
 
 import re
-from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..dct import NUM_CHANNELS, channel_indices
-from ..normalization import selection_mask
+from ..dct import NUM_CHANNELS, channel_indices, resolve_channels
+from ..normalization import selected_channels, selection_mask
+from .checkpoints import HEAD_KEYS, NORMALIZATION_PREFIX, classifier_record, recorded_network
 from .models import ARCHITECTURES, LAYOUTS, check_channel_count
+from .official import official_stats, table_provenance
+from .report import Report
 
 StateDict = Dict[str, torch.Tensor]
 INPUT_INITS = ("reinit", "slice")
-
-
-@dataclass
-class Report:
-    """What a conversion did with each key."""
-
-    mapped: List[Tuple[str, str]] = field(default_factory=list)
-    reinitialized: List[str] = field(default_factory=list)
-    dropped: List[str] = field(default_factory=list)
-    unmapped: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        lines = [f"mapped {len(self.mapped)} tensors"] + self.notes
-        for title, keys in (
-            ("re-initialised", self.reinitialized),
-            ("dropped", self.dropped),
-            ("not understood (left out)", self.unmapped),
-        ):
-            if keys:
-                lines.append(f"{title} ({len(keys)}): " + ", ".join(keys))
-        return "\n".join(lines)
 
 
 def unwrap(checkpoint) -> StateDict:
@@ -144,8 +124,6 @@ def official_to_classifier(
     ``"classification"`` for its ImageNet models, ``"detection"`` for a detector's backbone)
     becomes ``input.normalization`` for the channels the checkpoint takes.
     """
-    from .official import describe_table, official_stats
-
     _check_arch(arch)
     state = unwrap(checkpoint)
     channels = official_channels(state, arch, source)
@@ -158,11 +136,11 @@ def official_to_classifier(
         out[new] = value
         report.mapped.append((key, new))
     mean, std = official_stats(table).pick(channels, table)
-    out["input.normalization.selected"] = selection_mask(channels)
-    out["input.normalization.mean"] = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    out["input.normalization.std"] = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    out[NORMALIZATION_PREFIX + "selected"] = selection_mask(channels)
+    out[NORMALIZATION_PREFIX + "mean"] = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    out[NORMALIZATION_PREFIX + "std"] = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
     named = "all" if len(channels) == NUM_CHANNELS else f"the square selection {list(channels)}"
-    report.notes.append(f"{len(channels)} DCT channels ({named}), normalized with {describe_table(table)}")
+    report.notes.append(f"{len(channels)} DCT channels ({named}), normalized with {table_provenance(table)}")
     return out, report
 
 
@@ -294,3 +272,48 @@ def torchvision_to_classifier(
             shape = f" ({value.shape[1]} -> {channels} input channels)" if kind == "conv" else ""
             report.reinitialized.append(new + shape)
     return out, report
+
+
+SOURCES = ("classifier", "official", "torchvision")
+
+
+def convert_to_classifier(
+    checkpoint,
+    source: str,
+    origin: str = "the checkpoint",
+    arch: str = "resnet50",
+    channels: Optional[int] = None,
+    layout: str = "torchvision",
+    input_init: str = "reinit",
+) -> Tuple[Dict, List[Tuple[str, Report]]]:
+    """A classifier checkpoint (:func:`~.checkpoints.classifier_record`) of weights from ``source``,
+    and the reports of each step.
+
+    ``source`` is ``"official"`` (the release's ``model_best.pth.tar``; its classification
+    table is written in for its channels), ``"torchvision"`` (RGB weights; ``channels`` DCT
+    inputs, ``layout`` and ``input_init`` as :func:`torchvision_to_classifier`), or
+    ``"classifier"`` (one of ours, passed through). ``origin`` names the file in messages
+    and in the record's ``converted_from``.
+    """
+    if source == "official":
+        state, report = official_to_classifier(checkpoint, arch, "classification", origin)
+        selection = selected_channels(state, NORMALIZATION_PREFIX)
+        layout, normalization = "official", table_provenance("classification")
+    elif source == "torchvision":
+        if channels is None:
+            raise ValueError("--source torchvision needs --channels (the DCT input channels)")
+        selection = resolve_channels(channels)
+        state, report = torchvision_to_classifier(
+            checkpoint, len(selection), arch=arch, layout=layout, input_init=input_init
+        )
+        normalization = "none yet: computed over the training images when training starts (tools/train_cls.py --init)"
+    elif source == "classifier":
+        recorded_network(checkpoint, origin)
+        return dict(checkpoint, model=unwrap(checkpoint)), []
+    else:
+        raise ValueError(f"unknown conversion source {source!r}; use one of {SOURCES}")
+    num_classes = state[HEAD_KEYS[arch]].shape[0]
+    record = classifier_record(
+        state, arch, layout, selection, num_classes, normalization, converted_from=f"{source}: {origin}"
+    )
+    return record, [(f"{source} -> classifier", report)]

@@ -31,7 +31,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from ..dct import NUM_CHANNELS, resolve_channels
 from ..gate import ChannelGate
-from ..normalization import ChannelNormalization, legacy_keys_hook
+from ..normalization import ChannelNormalization
 
 ARCHITECTURES = ("resnet50", "mobilenet_v2")
 LAYOUTS = ("torchvision", "official")
@@ -47,7 +47,6 @@ class DCTInput(nn.Module):
         super().__init__()
         self.normalization = ChannelNormalization(selection)
         self.gate = gate
-        self._register_load_state_dict_pre_hook(legacy_keys_hook)  # input.dct_mean / dct_std before the move
 
     def set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.normalization.set_stats(mean, std)

@@ -43,7 +43,7 @@ def official_stats(table: str) -> ChannelStats:
     return load_stats(os.path.join(_TABLE_DIR, f"{table}.json"))
 
 
-def describe_table(table: str) -> str:
+def table_provenance(table: str) -> str:
     """One line naming a table and its source, as checkpoints record it."""
     return f"the official release's {table} table ({official_stats(table).info['source']})"
 

@@ -123,9 +123,3 @@ def split_by_component(selection: Sequence[int]) -> List[List[int]]:
     for i in selection:
         out[i // PER_COMPONENT].append(i % PER_COMPONENT)
     return out
-
-
-def channel_name(index: int) -> str:
-    """Human-readable name of a global channel index, e.g. 65 -> 'Cb(0,1)' meaning u=0, v=1."""
-    component, k = divmod(index, PER_COMPONENT)
-    return f"{COMPONENTS[component]}({k // 8},{k % 8})"

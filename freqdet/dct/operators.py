@@ -16,7 +16,7 @@ also lays them out for its two engines: dense blocks of ``CHUNK`` cells for torc
 (:func:`banded_operator`) and index/weight arrays for the C kernel (:func:`kernel_operator`),
 and bounds them (:func:`axis_bounds`, which the int8 wire format's steps come from).
 Without a resize, the window is 6 pixels at a stride of 4 and the weights are the same
-for every cell (:func:`interior_kernel`).
+for every cell away from the borders.
 """
 
 from functools import lru_cache
@@ -111,17 +111,6 @@ def axis_operator(
     index = base[:, None] + np.arange(window)[None, :]
     weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
     return AxisOperator(np.minimum(index, n_in - 1), weights)
-
-
-@lru_cache(maxsize=None)
-def interior_kernel(chroma: bool, luma_upscale: int = LUMA_UPSCALE) -> np.ndarray:
-    """K (8 x taps, float64): an interior cell's operator. Row u weighs pixels c*i-1 .. c*i+c
-    (c pixels a cell: 4 for detection, 8 for classification) into frequency u of cell i."""
-    cell = cell_size(luma_upscale)
-    op = axis_operator(3 * cell, chroma, luma_upscale=luma_upscale)  # cell 1 touches no border
-    kernel = np.zeros((8, taps(luma_upscale)))
-    kernel[:, op.index[1] - (cell - 1)] = op.weights[:, 1]
-    return kernel
 
 
 @lru_cache(maxsize=None)

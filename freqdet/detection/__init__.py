@@ -5,21 +5,24 @@ ResNet-FPN backbones (:mod:`.backbone`), :class:`DCTGeneralizedRCNN` (:mod:`.met
 the channel gates (:mod:`.gate`) and the built-in demo datasets (:mod:`.datasets`).
 
 - :mod:`.config`: :func:`add_freqdet_config` (``MODEL.DCT``, ``INPUT.DCT``), validation;
+  :mod:`.model_zoo`: the configs by name;
 - :mod:`.inputs`: the model's input schema, shared by the mapper and the model;
-- :mod:`.mapper`: :class:`DCTDatasetMapper`; :mod:`.bad_images`: the skip policy's record;
-- :mod:`.engine`, :mod:`.checkpoint`: :class:`DCTTrainer` and its checkpointer;
+- :mod:`.mapper`: :class:`DCTDatasetMapper`; :mod:`.bad_images`: the skip policy;
+- :mod:`.checks`, :mod:`.dataset_stats`, :mod:`.trainer`, :mod:`.checkpoint`: a training run
+  (the checks before it, the training set's statistics, :class:`DCTTrainer`, its checkpoints);
+- :mod:`.channel_analysis`: what a trained gate selects;
 - :mod:`.predictor`: :class:`DCTPredictor`; :mod:`.predictions`: pictures of predictions;
 - :mod:`.cli`: what the command-line tools share (``--register-coco``);
-- :mod:`.convert`: classifier weights to detector keys.
+- :mod:`.convert`: weights into the detector.
 """
 
-from . import backbone, gate, meta_arch  # noqa: F401  (they register into Detectron2's registries)
+from . import backbone, gate, meta_arch, model_zoo  # noqa: F401  (the first three register into Detectron2)
 from .config import add_freqdet_config, load_config
 from .datasets import register_demo_datasets
-from .engine import DCTTrainer
 from .mapper import DCTDatasetMapper
 from .meta_arch import DCTGeneralizedRCNN
 from .predictor import DCTPredictor
+from .trainer import DCTTrainer
 
 register_demo_datasets()
 
@@ -30,5 +33,6 @@ __all__ = [
     "DCTTrainer",
     "add_freqdet_config",
     "load_config",
+    "model_zoo",
     "register_demo_datasets",
 ]

@@ -7,8 +7,6 @@ names, so stock checkpoints load into res2..res5 except for the first res2 block
 convolutions, which take C channels instead of 64.
 """
 
-import logging
-
 from detectron2.layers import CNNBlockBase, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, ResNet
@@ -19,8 +17,6 @@ from torch import nn
 from ..dct import CELL
 from .config import dct_selection
 from .gate import build_gate
-
-logger = logging.getLogger(__name__)
 
 
 class DCTStem(CNNBlockBase):
@@ -53,12 +49,6 @@ def build_resnet_dct(cfg, channels: int) -> ResNet:
     C channels fails for GN when C is not a multiple of 32.)
     """
     r = cfg.MODEL.RESNETS
-    if r.NORM == "FrozenBN" and not cfg.MODEL.WEIGHTS:
-        logger.warning(
-            "MODEL.RESNETS.NORM is FrozenBN and MODEL.WEIGHTS is empty: unless pretrained weights are loaded, "
-            "the backbone's normalization stays at its random start and it cannot learn. Train from scratch "
-            "with configs/mask_rcnn_dct_R50_FPN_scratch.yaml (GroupNorm) or pass pretrained DCT weights"
-        )
     depth, out_channels = r.DEPTH, r.RES2_OUT_CHANNELS
     blocks_per_stage = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
     if depth not in blocks_per_stage:

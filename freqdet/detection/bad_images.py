@@ -11,6 +11,7 @@ import logging
 import os
 
 import torch
+from detectron2.engine import HookBase
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +58,18 @@ class SkipBadImages(torch.utils.data.Dataset):
             if mapped is not None:
                 return mapped
         raise RuntimeError("every image of the training set was skipped as unusable; see skipped_images.tsv")
+
+
+class SkippedImagesHook(HookBase):
+    """Puts the number of training images skipped so far (ON_BAD_IMAGE "skip") into EventStorage."""
+
+    def __init__(self, path: str, period: int = 20):
+        self.path, self.period = path, period
+
+    def after_step(self):
+        last = self.trainer.iter + 1 >= self.trainer.max_iter
+        if (self.trainer.iter + 1) % self.period == 0 or last:
+            count = len(skipped_images(self.path))
+            self.trainer.storage.put_scalar("data/skipped_images", count, smoothing_hint=False)
+            if last and count:
+                logger.warning(f"{count} bad training images were skipped; they are listed in {self.path}")

@@ -5,8 +5,9 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..files import check_array_pickle, load_checkpoint, write_atomically
+from ..atomic_write import write_atomically
 from ..normalization import ChannelMismatchError
+from ..safe_load import check_array_pickle, load_checkpoint
 
 
 class FreqdetCheckpointer(DetectionCheckpointer):

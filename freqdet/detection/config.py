@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode as CN
 
+from ..config_files import config_path
 from ..dct import WIRE_DTYPES, resolve_channels
 from ..io import MAX_IMAGE_PIXELS
 from ..stats import ChannelStats, load_stats
@@ -83,8 +84,11 @@ def add_freqdet_config(cfg: CN) -> None:
     cfg.INPUT.DCT.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of
-    # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png.
+    # the first test set, ground truth next to predictions, into OUTPUT_DIR/predictions.png,
+    # showing the predictions that score at least VIS_SCORE_THRESH (0.5, as Detectron2's
+    # demo draws; the evaluation keeps MODEL.ROI_HEADS.SCORE_THRESH_TEST).
     cfg.TEST.VIS_IMAGES = 0
+    cfg.TEST.VIS_SCORE_THRESH = 0.5
 
 
 class ConfigKeyError(ValueError):
@@ -95,7 +99,7 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
     """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides.
 
     ``config_file`` is a path, or the name of one of freqdet's configs
-    (:mod:`freqdet.model_zoo`, e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder).
+    (:mod:`freqdet.config_files`, e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder).
     An unknown key raises :class:`ConfigKeyError` naming it and the closest valid keys.
     """
     from detectron2.config import get_cfg
@@ -118,18 +122,6 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
                 raise
             raise ConfigKeyError(_unknown_key_message(cfg, unknown.group(1).strip("'\""), source)) from None
     return cfg
-
-
-def config_path(config_file: str) -> str:
-    """The path of ``config_file``: itself if it exists, else the freqdet config of that name."""
-    if os.path.isfile(config_file):
-        return config_file
-    from ..model_zoo import get_config_file
-
-    try:
-        return get_config_file(config_file)
-    except FileNotFoundError as e:
-        raise ValueError(f"config file {config_file!r} does not exist, and {e}") from None
 
 
 def all_keys(cfg: CN, prefix: str = "") -> List[str]:

@@ -5,7 +5,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..demo.detection import CLASSES, SPLITS, prepare_demo, split_paths
+from ..demo.coco_shapes import CLASSES, SPLITS, prepare_demo, split_paths
 
 DEMO_DATASETS = tuple(f"freqdet_demo_{split}" for split in SPLITS)
 

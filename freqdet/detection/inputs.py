@@ -50,7 +50,7 @@ def put_pixels(x: Dict, image: np.ndarray, geometry: Geometry = Geometry()) -> N
     x[IMAGE_SIZE] = geometry.output_size(*image.shape[:2])
 
 
-def geometry(x: Dict) -> Geometry:
+def pixels_geometry(x: Dict) -> Geometry:
     """The geometry an ``image`` input asks the device to apply."""
     return Geometry(x.get(RESIZE), bool(x.get(HFLIP, False)), bool(x.get(VFLIP, False)))
 
@@ -76,7 +76,7 @@ def pixel_size(x: Dict) -> Tuple[int, int]:
     if IMAGE_SIZE in x:
         return tuple(int(s) for s in x[IMAGE_SIZE])
     if IMAGE in x:
-        return geometry(x).output_size(*x[IMAGE].shape[-2:])
+        return pixels_geometry(x).output_size(*x[IMAGE].shape[-2:])
     raise KeyError("an input with 'dct' also needs 'image_size', its (H, W) in pixels")
 
 
@@ -92,7 +92,7 @@ def coefficients(x: Dict, channels: Sequence[int], device, input_format: str, wi
         return decode(tensors[0], channels)
     if keys[0] == DCT_LUMA:
         return decode_file_grid(*tensors, pixel_size(x))
-    wire = encode(tensors[0][None], channels, input_format, wire_dtype, geometry(x))[0]
+    wire = encode(tensors[0][None], channels, input_format, wire_dtype, pixels_geometry(x))[0]
     return decode(wire, channels)
 
 

@@ -10,6 +10,7 @@ from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.modeling import META_ARCH_REGISTRY
 from PIL import Image
 
 from ..dct import Geometry, resolve_channels
@@ -19,6 +20,7 @@ from ..io.coefficients import check_available
 from . import inputs
 from .bad_images import BadImageLog
 from .config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
+from .meta_arch import DCTGeneralizedRCNN
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class DCTDatasetMapper(DatasetMapper):
             ret["bad_image_log"] = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv")
         return ret
 
-    def _geometry(self, image: np.ndarray) -> List[T.Transform]:
+    def _augmentation_transforms(self, image: np.ndarray) -> List[T.Transform]:
         """Draw the augmentations' transforms from the image's shape, as AugmentationList would."""
         transforms, shape = [], image.shape
         for aug in self.augmentations.augs:
@@ -149,7 +151,7 @@ class DCTDatasetMapper(DatasetMapper):
         coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
         shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
         utils.check_image_size(dataset_dict, shape)
-        transforms = self._geometry(shape)
+        transforms = self._augmentation_transforms(shape)
         geometry = absorbable(transforms)
         if geometry is None:
             raise ValueError(f"INPUT.DCT.SOURCE 'jpeg' cannot apply the transforms {transforms}")
@@ -191,7 +193,7 @@ class DCTDatasetMapper(DatasetMapper):
 
         geometry = None
         if self.fuse:
-            transforms = self._geometry(image)
+            transforms = self._augmentation_transforms(image)
             geometry = absorbable(transforms)
             transforms = T.TransformList(transforms)
             if geometry is None:
@@ -220,3 +222,13 @@ class DCTDatasetMapper(DatasetMapper):
         if "annotations" in dataset_dict:
             self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
+
+
+def is_dct_model(cfg) -> bool:
+    """Whether the config's meta-architecture takes DCT inputs (a :class:`DCTGeneralizedRCNN`)."""
+    return issubclass(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), DCTGeneralizedRCNN)
+
+
+def build_mapper(cfg, is_train: bool):
+    """The DCT mapper for frequency-domain models, Detectron2's own for RGB baselines."""
+    return DCTDatasetMapper(cfg, is_train) if is_dct_model(cfg) else DatasetMapper(cfg, is_train)

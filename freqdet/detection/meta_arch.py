@@ -9,7 +9,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
 from ..dct import CELL, upscaled_idct
-from ..normalization import ChannelNormalization, legacy_keys_hook
+from ..normalization import ChannelNormalization
 from ..stats import NATURAL_PHOTO_STATS, natural_photo_stats
 from . import inputs
 from .backbone import DCTStem
@@ -58,7 +58,6 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         # Persistent, unlike Detectron2's pixel_mean: the statistics and the channel selection
         # travel with the weights, and loading weights of another selection is refused.
         self.normalization = ChannelNormalization(channels, dct_mean, dct_std)
-        self._register_load_state_dict_pre_hook(legacy_keys_hook)  # dct_mean / dct_std / dct_channels
 
     @property
     def channels(self):

@@ -15,7 +15,7 @@ from detectron2.utils.logger import setup_logger
 from ..io import read_image
 from .checkpoint import FreqdetCheckpointer
 from .config import check_device
-from .engine import build_mapper, is_dct_model
+from .mapper import build_mapper, is_dct_model
 
 Image = Union[str, os.PathLike, np.ndarray]
 
@@ -42,7 +42,7 @@ class DCTPredictor(DefaultPredictor):
 
     def __init__(self, cfg, trust_checkpoint: bool = False):
         """``trust_checkpoint`` allows weights files that need pickled Python objects (which
-        can run code when loaded; see :func:`freqdet.files.load_checkpoint`)."""
+        can run code when loaded; see :func:`freqdet.safe_load.load_checkpoint`)."""
         if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):
             setup_logger(name="freqdet")
         check_device(cfg)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..dct import PER_COMPONENT, split_by_component
-from .exif import flip_coefficients, geometry, orient_coefficients, read_orientation
+from .exif import flip_coefficients, orient_coefficients, orientation_flips, read_orientation
 from .header import MAX_IMAGE_PIXELS, ImageDecodeError, check_size, is_jpeg, open_header, read_bytes
 
 _GRAYSCALE, _YCBCR = 1, 3  # libjpeg's J_COLOR_SPACE values
@@ -54,7 +54,7 @@ class JpegCoefficients(NamedTuple):
     def oriented(self, orientation: Optional[int]) -> "JpegCoefficients":
         """Apply an EXIF orientation (1..8) as Detectron2's read_image does to pixels."""
         planes = tuple(orient_coefficients(p, orientation) for p in self.planes)
-        transposed = geometry(orientation)[0]
+        transposed = orientation_flips(orientation)[0]
         return JpegCoefficients(*((self.width, self.height) if transposed else (self.height, self.width)), planes)
 
     def flipped(self, hflip: bool, vflip: bool) -> "JpegCoefficients":

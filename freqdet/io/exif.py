@@ -15,7 +15,7 @@ from PIL import Image
 
 ORIENTATION_TAG = 0x0112
 # orientation -> (transpose, mirror left-right, mirror top-bottom), applied in that order
-GEOMETRY = {
+ORIENTATION_FLIPS = {
     1: (False, False, False),
     2: (False, True, False),
     3: (False, True, True),
@@ -42,14 +42,14 @@ def read_orientation(image: Image.Image) -> Optional[int]:
     return exif.get(ORIENTATION_TAG) if exif is not None else None
 
 
-def geometry(orientation: Optional[int]) -> Tuple[bool, bool, bool]:
+def orientation_flips(orientation: Optional[int]) -> Tuple[bool, bool, bool]:
     """(transpose, hflip, vflip) of an orientation; unknown or missing ones change nothing."""
-    return GEOMETRY.get(orientation, GEOMETRY[1])
+    return ORIENTATION_FLIPS.get(orientation, ORIENTATION_FLIPS[1])
 
 
 def orient_pixels(array: np.ndarray, orientation: Optional[int]) -> np.ndarray:
     """Apply an EXIF orientation to an (H, W, C) array; returns a contiguous array."""
-    transpose, hflip, vflip = geometry(orientation)
+    transpose, hflip, vflip = orientation_flips(orientation)
     if transpose:
         array = array.transpose(1, 0, 2)
     if hflip:
@@ -70,7 +70,7 @@ def flip_coefficients(grid: np.ndarray, hflip: bool, vflip: bool) -> np.ndarray:
 
 def orient_coefficients(grid: np.ndarray, orientation: Optional[int]) -> np.ndarray:
     """Apply an EXIF orientation to a (rows, cols, 64) block grid, as :func:`orient_pixels` to pixels."""
-    transpose, hflip, vflip = geometry(orientation)
+    transpose, hflip, vflip = orientation_flips(orientation)
     if transpose:
         grid = grid.transpose(1, 0, 2)[:, :, _TRANSPOSED]
     return flip_coefficients(grid, hflip, vflip)

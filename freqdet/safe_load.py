@@ -1,5 +1,4 @@
-"""Files: atomic writes (a kill mid-write never leaves a partial file under the final name), and
-checkpoints read without running code from them.
+"""Checkpoints read without running code from them.
 
 A PyTorch checkpoint is a pickle, and unpickling can call any Python function the file
 names. :func:`load_checkpoint` reads tensors, numbers, strings and containers only
@@ -18,21 +17,6 @@ from typing import Any, Union
 import torch
 
 TRUST_FLAG = "--trust-checkpoint"
-
-
-def write_atomically(path: str, write) -> None:
-    """Write through ``write(binary_file)`` into a temporary file beside ``path``, flush it to
-    disk, then rename it over ``path``; on an error the temporary file is removed."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class UntrustedCheckpointError(pickle.UnpicklingError):

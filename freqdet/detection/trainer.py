@@ -1,0 +1,106 @@
+"""DCTTrainer: Detectron2's DefaultTrainer for freqdet's configs."""
+
+import logging
+import os
+
+import detectron2.utils.comm as comm
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data.common import DatasetFromList
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils.logger import setup_logger
+
+from .bad_images import SkipBadImages, SkippedImagesHook
+from .checkpoint import FreqdetCheckpointer
+from .checks import check_config
+from .dataset_stats import ensure_dct_stats
+from .mapper import DCTDatasetMapper, build_mapper
+
+logger = logging.getLogger(__name__)
+
+
+def has_compiled_ops() -> bool:
+    """False where detectron2._C is freqdet's stand-in (no C++ COCO evaluation)."""
+    from detectron2 import _C
+
+    return not getattr(_C, "FREQDET_STANDIN", False)
+
+
+class DCTTrainer(DefaultTrainer):
+    """Detectron2's ``DefaultTrainer`` for freqdet's configs (DCT models and their RGB baselines).
+
+    - checks the config first (device, a backbone that can learn, datasets, DCT keys), with
+      one-line errors;
+    - computes the training set's DCT statistics when none are configured
+      (``OUTPUT_DIR/dct_stats.json``), so the model normalizes its own data;
+    - :class:`DCTDatasetMapper` for the training and test loaders (Detectron2's own for RGB
+      models), with ``INPUT.DCT.ON_BAD_IMAGE`` and a count of skipped images;
+    - crash-safe checkpoints that run no code from the files they load (``trust_checkpoint``
+      allows pickled objects); the model itself refuses weights of another channel selection;
+    - the channel gate's learning rate factor;
+    - COCO evaluation that runs on either Detectron2: the fast C++ one where the compiled op
+      exists, pycocotools' otherwise.
+
+    Use it as ``DefaultTrainer``: ``trainer = DCTTrainer(cfg); trainer.resume_or_load(False);
+    trainer.train()``; ``DCTTrainer.test(cfg, model)`` evaluates.
+    """
+
+    def __init__(self, cfg, trust_checkpoint: bool = False):
+        if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):  # as DefaultTrainer does for detectron2
+            setup_logger(name="freqdet", distributed_rank=comm.get_rank())
+        check_config(cfg)
+        self.trust_checkpoint = trust_checkpoint  # read by build_hooks, which DefaultTrainer.__init__ calls
+        super().__init__(ensure_dct_stats(cfg))
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ makes its checkpointer before calling build_hooks, whose
+        # PeriodicCheckpointer takes self.checkpointer: swap it for ours here, before that.
+        old = self.checkpointer
+        self.checkpointer = FreqdetCheckpointer(
+            old.model, old.save_dir, trust=self.trust_checkpoint, **old.checkpointables
+        )
+        hooks = super().build_hooks()
+        if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
+            hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
+        return hooks
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's optimizer, the channel gate's parameters at ``MODEL.DCT.GATE.LR_FACTOR`` x the LR."""
+        optimizer = super().build_optimizer(cfg, model)
+        factor = cfg.MODEL.DCT.GATE.LR_FACTOR
+        gate_module = getattr(model, "gate", None)  # called before the model is wrapped in DDP
+        gate = {id(p) for p in gate_module.parameters()} if gate_module is not None else set()
+        if factor == 1.0 or not gate:
+            return optimizer
+        groups = []
+        for group in optimizer.param_groups:
+            for is_gate in (False, True):
+                params = [p for p in group["params"] if (id(p) in gate) == is_gate]
+                if params:
+                    groups.append(dict(group, params=params, lr=group["lr"] * (factor if is_gate else 1.0)))
+        optimizer.param_groups.clear()
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = build_mapper(cfg, True)
+        if cfg.INPUT.DCT.ON_BAD_IMAGE != "skip" or not isinstance(mapper, DCTDatasetMapper):
+            return build_detection_train_loader(cfg, mapper=mapper)
+        # Detectron2's own dataset, sampler and batching, with skipped images replaced by the
+        # next one in order (its MapDataset would retry at random, and fails on Python 3.11).
+        kwargs = build_detection_train_loader.from_config(cfg, mapper=mapper)
+        kwargs["dataset"] = SkipBadImages(DatasetFromList(kwargs["dataset"], copy=False), mapper)
+        kwargs["mapper"] = None
+        return build_detection_train_loader(**kwargs)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, False))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())
