@@ -31,7 +31,9 @@ def parse_args(argv=None):
         "--channels", default="24", help="a channel count (24, 32, 48, 64, 192) or comma-separated indices"
     )
     parser.add_argument("--pattern", default="square", choices=PATTERNS)
-    parser.add_argument("--output", default="output/dct_channels.png", help="picture to write (.png, or .jpg for a smaller file)")
+    parser.add_argument(
+        "--output", default="output/dct_channels.png", help="picture to write (.png, or .jpg for a smaller file)"
+    )
     return parser.parse_args(argv)
 
 
