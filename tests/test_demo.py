@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 from turbojpeg import TurboJPEG
 
-from freqdet.demo import detection as demo
+from freqdet.demo import coco_shapes as demo
 
 
 @pytest.fixture(scope="module")
