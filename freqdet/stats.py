@@ -175,7 +175,9 @@ def load_matching(path: str, channels: Sequence[int], **info) -> Optional[Channe
     differing = {k: (stats.info.get(k), v) for k, v in info.items() if stats.info.get(k) != v}
     if covered and not differing:
         return stats
-    logger.info(f"{path} holds statistics of other channels or settings ({differing or 'channels'}); recomputing them")
+    logger.warning(
+        f"{path} holds DCT statistics of other channels or settings ({differing or 'channels'}); recomputing them"
+    )
     return None
 
 
@@ -196,11 +198,12 @@ def cached_stats(
     """The statistics cached in ``path``, computed once for all the processes of a run.
 
     The main process reuses the file when it covers ``channels`` and records the same
-    ``info`` (e.g. ``crop``), else it runs ``compute()`` and writes its result there with
-    ``info``; then every process waits in ``synchronize`` (a barrier; nothing for a single
-    process) and reads the file.
+    ``info`` (e.g. ``crop``, the datasets), else it runs ``compute()`` and writes its result
+    there with ``info``: a file it cannot read (truncated, not statistics) is a cache, so it is
+    recomputed too, with a warning naming it. Then every process waits in ``synchronize`` (a
+    barrier; nothing for a single process) and reads the file.
     """
-    if main_process and load_matching(path, channels, **info) is None:
+    if main_process and _cached(path, channels, info) is None:
         stats = compute()
         save_stats(stats._replace(info={**stats.info, **info}), path)
     synchronize()
@@ -208,6 +211,14 @@ def cached_stats(
     if stats is None:
         raise ValueError(f"{path!r} holds no DCT statistics of channels {list(channels)} after they were computed")
     return stats
+
+
+def _cached(path: str, channels: Sequence[int], info: Dict) -> Optional[ChannelStats]:
+    try:
+        return load_matching(path, channels, **info)
+    except ValueError as e:
+        logger.warning(f"{e}; it is a cache of the training set's statistics: recomputing them")
+        return None
 
 
 COCO_SHORT_SIDES = (640, 672, 704, 736, 768, 800)  # Detectron2's COCO training scales (shorter side)

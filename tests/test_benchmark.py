@@ -27,6 +27,8 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
         "int8",
         "--train-steps",
         "0",
+        "--predict-rounds",
+        "1",
         "--output",
         str(tmp_path),
     ]

@@ -127,19 +127,19 @@ def test_checkpoints_record_and_check_the_channel_selection(tmp_path):
     FreqdetCheckpointer(build_model(cfg)).load(str(tmp_path / "model_24.pth"))  # the same selection loads
 
 
-# A run whose third checkpoint save hangs halfway through writing, so the test can kill it there.
+# A run whose third checkpoint hangs while its file is written, before it is renamed into place,
+# so that the test can kill it there.
 SLOW_SAVE = r"""
-import runpy, sys, time, torch
-real_save, calls = torch.save, [0]
-def save(obj, f, *args, **kwargs):
-    calls[0] += 1
-    if calls[0] == 3:
-        f.write(b"half of a checkpoint")
-        f.flush()
-        print("SAVING", flush=True)
-        time.sleep(600)
-    return real_save(obj, f, *args, **kwargs)
-torch.save = save
+import os, runpy, sys, time
+real_replace, calls = os.replace, [0]
+def replace(src, dst, *args, **kwargs):
+    if dst.endswith(".pth"):
+        calls[0] += 1
+        if calls[0] == 3:
+            print("SAVING", flush=True)
+            time.sleep(600)
+    return real_replace(src, dst, *args, **kwargs)
+os.replace = replace
 sys.argv = ["train_net.py"] + sys.argv[1:]
 runpy.run_path("tools/train_net.py", run_name="__main__")
 """

@@ -32,6 +32,8 @@ SMALL = [
     "2",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
     "0.0",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "10",
 ]
 
 

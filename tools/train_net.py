@@ -21,12 +21,19 @@ import sys
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.detection.checkpoint import FreqdetCheckpointer
-from freqdet.detection.checks import DatasetNotFoundError, check_config
-from freqdet.detection.cli import add_register_coco_argument, classes_override, register_coco_datasets
+from freqdet.detection.checks import check_config, check_output_dir
+from freqdet.detection.cli import (
+    add_debug_argument,
+    add_register_coco_argument,
+    classes_override,
+    register_coco_datasets,
+    user_errors,
+)
 from freqdet.detection.config import config_path, load_config
+from freqdet.detection.interruption import RunInterrupted
 from freqdet.detection.mapper import build_mapper
 from freqdet.detection.predictions import draw_predictions
-from freqdet.detection.trainer import DCTTrainer
+from freqdet.detection.trainer import TRAINING_STOPS, DCTTrainer
 from freqdet.known_warnings import quiet_known_warnings
 from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
 
@@ -39,8 +46,9 @@ from torch.multiprocessing import ProcessExitedException
 
 logger = logging.getLogger("freqdet")
 
-# What a user can fix; met while setting up a run, they end it with one line, not a traceback.
-USER_ERRORS = (DatasetNotFoundError, UntrustedCheckpointError, ValueError)
+# What a user can fix, met while setting up a run: a config (ValueError and its kinds), a folder
+# or file (OSError: output folder, datasets, weights), an untrusted checkpoint.
+SETUP_ERRORS = (ValueError, OSError, UntrustedCheckpointError)
 
 
 def setup_config(args):
@@ -71,13 +79,16 @@ def draw(cfg, model):
 def main(args):
     """One process of the run: the config built (and checked) once, then training or evaluation.
 
-    A mistake the user can fix, met while setting up (the config, its datasets, the weights
-    to load), ends the process with one line on stderr and exit status 2 (printed by the
-    main process only, as every process meets the same one).
+    What a user can fix ends the run with one line on stderr (``--debug`` shows the traceback):
+    met while setting up (the config, the output folder, its datasets, the weights to load), it
+    is printed once and the exit status is 2; met while training (a checkpoint that cannot be
+    written, an unusable image, a data-loader worker that died), by the process that met it;
+    SIGTERM or Ctrl-C save the current iteration first and exit with 128 + the signal.
     """
     quiet_known_warnings()
-    try:
+    with user_errors(SETUP_ERRORS, args.debug):
         cfg, classes = setup_config(args)
+        check_output_dir(cfg.OUTPUT_DIR)  # default_setup writes there
         default_setup(cfg, args)
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="freqdet")
         if classes:
@@ -90,17 +101,14 @@ def main(args):
         else:
             trainer = DCTTrainer(cfg, trust_checkpoint=args.trust_checkpoint)  # checks the config first
             trainer.resume_or_load(resume=args.resume)
-    except USER_ERRORS as e:
-        if comm.is_main_process():
-            sys.stderr.write(f"error: {e}\n")
-        sys.exit(2)
     if args.eval_only:
         results = DCTTrainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         draw(cfg, model)
         return results
-    results = trainer.train()
+    with user_errors((RunInterrupted,), args.debug), user_errors(TRAINING_STOPS, args.debug, every_process=False):
+        results = trainer.train()
     draw(cfg, trainer.model)
     return results
 
@@ -108,6 +116,7 @@ def main(args):
 def parse_args(argv=None):
     parser = default_argument_parser()
     add_register_coco_argument(parser)
+    add_debug_argument(parser)
     parser.add_argument(
         TRUST_FLAG,
         action="store_true",
@@ -119,6 +128,11 @@ def parse_args(argv=None):
 def resolve_config_file(args):
     """--config-file as a path (a freqdet config's name becomes its path), as Detectron2's
     default_setup reads the file itself."""
+    if not args.config_file:
+        raise ValueError(
+            "no --config-file: give a config's path or name (e.g. --config-file configs/demo/mask_rcnn_dct_demo.yaml), "
+            "before any KEY VALUE overrides, which take everything after them"
+        )
     args.config_file = config_path(args.config_file)
     return args
 
@@ -126,10 +140,8 @@ def resolve_config_file(args):
 if __name__ == "__main__":
     quiet_known_warnings()
     args = parse_args()
-    try:
+    with user_errors((ValueError,), args.debug):
         resolve_config_file(args)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
     try:
         launch(
             main,
@@ -139,5 +151,7 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except ProcessExitedException as e:  # a worker process ended; its own message is above
-        sys.exit(e.exit_code if e.exit_code is not None else 1)
+    except ProcessExitedException as e:  # a process of the run ended early
+        if e.signal_name:  # killed: it could say nothing itself
+            sys.exit(f"error: {e}")
+        sys.exit(e.exit_code)  # it said why on stderr

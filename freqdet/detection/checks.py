@@ -1,6 +1,7 @@
 """The checks before a run: the config and its datasets, failing early with one-line messages."""
 
 import os
+import tempfile
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -60,15 +61,34 @@ def check_datasets(cfg, names=None) -> None:
             raise DatasetNotFoundError(message)
 
 
+class OutputDirError(OSError):
+    """The output folder cannot be created or written to."""
+
+
+def check_output_dir(path: str) -> None:
+    """Create ``path`` if needed and write a file there; :class:`OutputDirError` naming it if either fails."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OutputDirError(
+            f"cannot write to the output folder {os.path.abspath(path)!r} ({e.strerror or e}): set OUTPUT_DIR to "
+            "a folder you can write to"
+        ) from None
+
+
 def check_config(cfg, training: bool = True) -> None:
     """Fail early, with one-line messages that name the key or file, on what would fail later.
 
-    Checks the device, that a training config can learn (:func:`~.config.check_can_learn`),
-    the datasets (the test sets only when not ``training``; see :func:`check_datasets`) and,
-    for frequency-domain models, the channel selection, the wire dtype, where the transform
-    runs, the bad-image policy and any configured statistics.
+    Checks the device, that the output folder can be written to, that a training config can
+    learn (:func:`~.config.check_can_learn`), the datasets (the test sets only when not
+    ``training``; see :func:`check_datasets`) and, for frequency-domain models, the channel
+    selection, the wire dtype, where the transform runs, the bad-image policy and any
+    configured statistics.
     """
     check_device(cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
     if training:
         check_can_learn(cfg)
     check_datasets(cfg, None if training else list(cfg.DATASETS.TEST))

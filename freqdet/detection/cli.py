@@ -1,11 +1,15 @@
-"""What freqdet's command-line tools share: ``--register-coco``, COCO-format datasets registered
-from the command line, with their class names and class count."""
+"""What freqdet's command-line tools share: ``--register-coco`` (COCO-format datasets registered
+from the command line, with their class names and class count), and errors a user can fix
+reported in one line instead of a traceback (``--debug`` shows it)."""
 
 import argparse
 import json
 import os
-from typing import List, Sequence
+import sys
+from contextlib import contextmanager
+from typing import List, Sequence, Tuple, Type
 
+import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
@@ -68,3 +72,42 @@ def classes_override(cfg, registered: dict, opts: Sequence[str]) -> List[str]:
             "set MODEL.ROI_HEADS.NUM_CLASSES"
         )
     return ["MODEL.ROI_HEADS.NUM_CLASSES", count]
+
+
+DEBUG_ENV = "FREQDET_DEBUG"
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of errors otherwise reported in one line (or set {DEBUG_ENV}=1)",
+    )
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line; for an error re-raised from a DataLoader worker (whose
+    message carries the worker's traceback), the worker's own message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
+@contextmanager
+def user_errors(errors: Tuple[Type[BaseException], ...], debug: bool = False, every_process: bool = True):
+    """Turn ``errors`` raised inside the block into ``error: <one line>`` on stderr and an exit:
+    status 2, or the error's own ``exit_code``. ``every_process``: each process of a distributed
+    run meets the same error (a config, a file), so only the main one prints it. With ``debug``
+    (or ``FREQDET_DEBUG=1``) the error propagates with its traceback."""
+    try:
+        yield
+    except errors as e:
+        if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        if not every_process or comm.is_main_process():
+            rank = f"[process {comm.get_rank()}] " if comm.get_world_size() > 1 and not every_process else ""
+            sys.stderr.write(f"error: {rank}{one_line(e)}\n")
+            sys.stderr.flush()
+        sys.exit(getattr(e, "exit_code", 2))

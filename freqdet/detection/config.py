@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import yaml
 from detectron2.config import CfgNode as CN
 
 from ..config_files import config_path
@@ -95,12 +96,28 @@ class ConfigKeyError(ValueError):
     """A config file or override names a key that does not exist."""
 
 
+class ConfigFileError(ValueError):
+    """A config file that is not valid YAML."""
+
+
+def _yaml_error_message(error: yaml.YAMLError, path: str) -> str:
+    """The file, line and column (1-based) of a YAML error, and what is wrong there."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{getattr(mark, 'name', None) or path}"
+    if mark is not None:
+        where += f", line {mark.line + 1}, column {mark.column + 1}"
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    return f"config file {where}: {problem}" + (f" ({context})" if context else "") + ": fix the YAML there"
+
+
 def load_config(config_file: str, opts: Sequence = ()) -> CN:
     """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides.
 
     ``config_file`` is a path, or the name of one of freqdet's configs
     (:mod:`freqdet.config_files`, e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder).
-    An unknown key raises :class:`ConfigKeyError` naming it and the closest valid keys.
+    An unknown key raises :class:`ConfigKeyError` naming it and the closest valid keys; a file
+    that is not valid YAML, :class:`ConfigFileError` naming the file, line and column.
     """
     from detectron2.config import get_cfg
 
@@ -116,6 +133,8 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
     ):
         try:
             merge()
+        except yaml.YAMLError as e:
+            raise ConfigFileError(_yaml_error_message(e, path)) from None
         except (KeyError, AssertionError) as e:
             unknown = re.search(r"Non-existent (?:config )?key: (\S+)", str(e))
             if unknown is None:

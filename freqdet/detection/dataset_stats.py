@@ -56,7 +56,8 @@ def ensure_dct_stats(cfg):
     """Return ``cfg`` with DCT statistics: computed over the training set when none are configured.
 
     The main process computes them (with a progress bar) into ``OUTPUT_DIR/dct_stats.json``
-    unless that file holds them already (e.g. on ``--resume``); other processes wait and read it.
+    unless that file holds them already, for the same training sets and number of images (e.g.
+    on ``--resume``); other processes wait and read it. A file that cannot be read is recomputed.
     """
     if not is_dct_model(cfg) or dct_stats_from_config(cfg, dct_selection(cfg)) is not None:
         return cfg
@@ -67,7 +68,8 @@ def ensure_dct_stats(cfg):
         logger.info(f"DCT channel statistics of {stats.info['num_images']} training images written to {path}")
         return stats
 
-    cached_stats(path, dct_selection(cfg), compute, comm.is_main_process(), comm.synchronize)
+    measured = {"datasets": list(cfg.DATASETS.TRAIN), "images_asked": cfg.MODEL.DCT.STATS_NUM_IMAGES}
+    cached_stats(path, dct_selection(cfg), compute, comm.is_main_process(), comm.synchronize, **measured)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DCT.STATS_FILE = path

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import re
+import traceback
 
 import detectron2.utils.comm as comm
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
@@ -10,13 +12,46 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.logger import setup_logger
 
+from ..io import ImageDecodeError
 from .bad_images import SkipBadImages, SkippedImagesHook
-from .checkpoint import FreqdetCheckpointer
+from .checkpoint import CheckpointSaveError, FreqdetCheckpointer
 from .checks import check_config
+from .cli import one_line
 from .dataset_stats import ensure_dct_stats
+from .interruption import InterruptionHook, RunInterrupted
 from .mapper import DCTDatasetMapper, build_mapper
 
 logger = logging.getLogger(__name__)
+
+_WORKER_DIED = re.compile(r"DataLoader worker \(pid", re.IGNORECASE)
+
+
+class DataLoaderWorkerError(RuntimeError):
+    """A data-loader worker process died (killed by a signal, such as the out-of-memory killer's)."""
+
+
+# What stops a training run for a cause the user can fix: reported by the tools in one line, so
+# Detectron2's log of the traceback is left out for them (TrainerBase logs every exception).
+TRAINING_STOPS = (RunInterrupted, CheckpointSaveError, ImageDecodeError, DataLoaderWorkerError)
+
+
+def _worker_died(error: BaseException) -> bool:
+    """Whether the data loader failed because a worker process died: PyTorch says so, or a pipe
+    or shared-memory transfer from the worker broke (not an error raised inside the worker,
+    which the DataLoader re-raises with the worker's traceback in its message)."""
+    message = str(error)
+    if isinstance(error, RuntimeError) and _WORKER_DIED.search(message):
+        return True
+    if "Original Traceback" in message or not isinstance(error, (OSError, EOFError, RuntimeError)):
+        return False
+    raised_in = traceback.extract_tb(error.__traceback__)[-3:]
+    return any(f"torch{os.sep}utils{os.sep}data" in f.filename or "multiprocessing" in f.filename for f in raised_in)
+
+
+class _WithoutTracebackOfTrainingStops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, TRAINING_STOPS) or (error is not None and _worker_died(error)))
 
 
 def has_compiled_ops() -> bool:
@@ -38,6 +73,9 @@ class DCTTrainer(DefaultTrainer):
     - crash-safe checkpoints that run no code from the files they load (``trust_checkpoint``
       allows pickled objects); the model itself refuses weights of another channel selection;
     - the channel gate's learning rate factor;
+    - SIGTERM and Ctrl-C save a checkpoint of the current iteration before the run stops
+      (:class:`~.interruption.RunInterrupted`); a data-loader worker that dies stops it with
+      :class:`DataLoaderWorkerError`;
     - COCO evaluation that runs on either Detectron2: the fast C++ one where the compiled op
       exists, pycocotools' otherwise.
 
@@ -62,7 +100,36 @@ class DCTTrainer(DefaultTrainer):
         hooks = super().build_hooks()
         if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
-        return hooks
+        self.interruption = InterruptionHook(self.checkpointer)
+        return hooks + [self.interruption]  # last: after this step's metrics and periodic checkpoint
+
+    def train(self):
+        """``DefaultTrainer.train``, with what stops it for a cause the user can fix raised as one of
+        :data:`TRAINING_STOPS`, whose message says the fix (the tools print it as one line)."""
+        detectron2_loop = logging.getLogger("detectron2.engine.train_loop")
+        quiet = _WithoutTracebackOfTrainingStops()
+        detectron2_loop.addFilter(quiet)
+        try:
+            return super().train()
+        except RunInterrupted:
+            raise
+        except Exception as e:
+            if self.interruption.signum is not None:  # the signal cut the step short: keep the one before
+                raise self.interruption.stop(self.iter - 1) from e
+            if _worker_died(e):
+                raise DataLoaderWorkerError(
+                    f"the data loader failed at iteration {self.iter} ({one_line(e)}): a worker process died; if "
+                    "the system ran out of memory, lower DATALOADER.NUM_WORKERS or SOLVER.IMS_PER_BATCH, then "
+                    "continue with --resume"
+                ) from e
+            if isinstance(e, ImageDecodeError):
+                raise ImageDecodeError(
+                    f"{one_line(e)}; training stopped at iteration {self.iter} (INPUT.DCT.ON_BAD_IMAGE 'raise'): "
+                    "restore or remove the file, or set INPUT.DCT.ON_BAD_IMAGE skip, then continue with --resume"
+                ) from e
+            raise
+        finally:
+            detectron2_loop.removeFilter(quiet)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
