@@ -17,7 +17,6 @@ is given.
 
 import logging
 import os
-import sys
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.detection.checkpoint import FreqdetCheckpointer
@@ -26,11 +25,11 @@ from freqdet.detection.cli import (
     add_debug_argument,
     add_register_coco_argument,
     classes_override,
+    launched,
     register_coco_datasets,
     user_errors,
 )
 from freqdet.detection.config import config_path, load_config
-from freqdet.detection.interruption import RunInterrupted
 from freqdet.detection.mapper import build_mapper
 from freqdet.detection.predictions import draw_predictions
 from freqdet.detection.trainer import TRAINING_STOPS, DCTTrainer
@@ -42,7 +41,6 @@ import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
-from torch.multiprocessing import ProcessExitedException
 
 logger = logging.getLogger("freqdet")
 
@@ -79,11 +77,12 @@ def draw(cfg, model):
 def main(args):
     """One process of the run: the config built (and checked) once, then training or evaluation.
 
-    What a user can fix ends the run with one line on stderr (``--debug`` shows the traceback):
-    met while setting up (the config, the output folder, its datasets, the weights to load), it
-    is printed once and the exit status is 2; met while training (a checkpoint that cannot be
-    written, an unusable image, a data-loader worker that died), by the process that met it;
-    SIGTERM or Ctrl-C save the current iteration first and exit with 128 + the signal.
+    What a user can fix ends the run with one line on stderr and exit status 2 (``--debug`` shows
+    the traceback): met while setting up (the config, the output folder, its datasets, the
+    weights to load) or while training (a checkpoint that cannot be written, an unusable image, a
+    data-loader worker that died). SIGTERM or Ctrl-C save the current iteration first and exit
+    with 128 + the signal. In a run of several processes the line is printed once, by the
+    launching process (``launched``).
     """
     quiet_known_warnings()
     with user_errors(SETUP_ERRORS, args.debug):
@@ -107,7 +106,7 @@ def main(args):
             verify_results(cfg, results)
         draw(cfg, model)
         return results
-    with user_errors((RunInterrupted,), args.debug), user_errors(TRAINING_STOPS, args.debug, every_process=False):
+    with user_errors(TRAINING_STOPS, args.debug):
         results = trainer.train()
     draw(cfg, trainer.model)
     return results
@@ -142,7 +141,7 @@ if __name__ == "__main__":
     args = parse_args()
     with user_errors((ValueError,), args.debug):
         resolve_config_file(args)
-    try:
+    with launched():
         launch(
             main,
             args.num_gpus,
@@ -151,7 +150,3 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except ProcessExitedException as e:  # a process of the run ended early
-        if e.signal_name:  # killed: it could say nothing itself
-            sys.exit(f"error: {e}")
-        sys.exit(e.exit_code)  # it said why on stderr

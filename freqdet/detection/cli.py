@@ -5,13 +5,16 @@ reported in one line instead of a traceback (``--debug`` shows it)."""
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from typing import List, Sequence, Tuple, Type
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
+from torch.multiprocessing import ProcessExitedException
 
 
 def add_register_coco_argument(parser: argparse.ArgumentParser) -> None:
@@ -96,18 +99,50 @@ def one_line(error: BaseException) -> str:
 
 
 @contextmanager
-def user_errors(errors: Tuple[Type[BaseException], ...], debug: bool = False, every_process: bool = True):
-    """Turn ``errors`` raised inside the block into ``error: <one line>`` on stderr and an exit:
-    status 2, or the error's own ``exit_code``. ``every_process``: each process of a distributed
-    run meets the same error (a config, a file), so only the main one prints it. With ``debug``
-    (or ``FREQDET_DEBUG=1``) the error propagates with its traceback."""
+def user_errors(errors: Tuple[Type[BaseException], ...], debug: bool = False):
+    """Turn ``errors`` raised inside the block into ``error: <one line>`` and an exit: status 2,
+    or the error's own ``exit_code``. With ``debug`` (or ``FREQDET_DEBUG=1``) the error
+    propagates with its traceback. In a process of a run launched by :func:`launched`, the line
+    goes to a file that the launching process prints once the run has stopped (so that it is
+    printed once, whichever processes met it, and before any is terminated)."""
     try:
         yield
     except errors as e:
         if debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
-        if not every_process or comm.is_main_process():
-            rank = f"[process {comm.get_rank()}] " if comm.get_world_size() > 1 and not every_process else ""
-            sys.stderr.write(f"error: {rank}{one_line(e)}\n")
+        folder = os.environ.get(_ERRORS_ENV)
+        if folder and comm.get_world_size() > 1:
+            with open(os.path.join(folder, f"{comm.get_rank():06d}"), "w") as f:
+                f.write(one_line(e))
+        else:
+            sys.stderr.write(f"error: {one_line(e)}\n")
             sys.stderr.flush()
         sys.exit(getattr(e, "exit_code", 2))
+
+
+_ERRORS_ENV = "FREQDET_ERRORS_DIR"
+
+
+@contextmanager
+def launched():
+    """Around Detectron2's ``launch``: when a process of a multi-process run stops on a
+    :func:`user_errors` error, print the error of the lowest-ranked process that met one, once
+    (``[process R]`` when it is not the main one), and exit with its status."""
+    folder = tempfile.mkdtemp(prefix="freqdet-errors-")
+    os.environ[_ERRORS_ENV] = folder
+    try:
+        yield
+    except ProcessExitedException as e:
+        reports = sorted(os.listdir(folder))
+        if reports:
+            rank = int(reports[0])
+            with open(os.path.join(folder, reports[0])) as f:
+                line = f.read()
+            sys.stderr.write(f"error: {f'[process {rank}] ' if rank else ''}{line}\n")
+            sys.exit(e.exit_code)
+        if e.signal_name:  # killed: it could say nothing itself
+            sys.exit(f"error: {e}")
+        sys.exit(e.exit_code)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        del os.environ[_ERRORS_ENV]
