@@ -10,6 +10,8 @@
         model_best.pth.tar mnv2_dct32.pth
     # ... or -> Detectron2 backbone weights, normalized with the release's detection table
     python tools/convert_weights.py --source official --target detectron2 model_best.pth.tar dct_r50.pth
+    # the release's trained Mask / Faster R-CNN (latest.pth) -> the whole detector, for configs/release/
+    python tools/convert_weights.py --source release-detector --target detectron2 latest.pth mask_rcnn_dct24.pth
     # torchvision's RGB ResNet-50 -> a ResNet-50-DCT starting point with 24 input channels
     python tools/convert_weights.py --source torchvision --channels 24 --target classifier resnet50.pth init.pth
 
@@ -37,7 +39,13 @@ from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError, load_checkpo
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=SOURCES, required=True)
+    parser.add_argument(
+        "--source",
+        choices=SOURCES + ("release-detector",),
+        required=True,
+        help="release-detector: one of the official release's trained Mask / Faster R-CNN (latest.pth), "
+        "to --target detectron2",
+    )
     parser.add_argument("--target", choices=["classifier", "detectron2"], required=True)
     parser.add_argument("--arch", choices=ARCHITECTURES, default="resnet50", help="the official or torchvision model")
     parser.add_argument("--channels", type=int, default=None, help="DCT input channels (torchvision source)")
@@ -69,6 +77,8 @@ def main(argv=None) -> int:
             f"{' '.join(args.opts)!r} after OUTPUT are config overrides for --config-file; put options "
             "before INPUT OUTPUT"
         )
+    if args.source == "release-detector" and args.target != "detectron2":
+        parser.error("--source release-detector converts to --target detectron2")
     try:
         checkpoint = load_checkpoint(args.input, trust=args.trust_checkpoint)
         if args.target == "detectron2":
@@ -86,12 +96,15 @@ def main(argv=None) -> int:
     torch.save(result, args.output)
     print(f"wrote {args.output} ({len(result['model'])} tensors)")
     if args.config_file and args.target == "detectron2":
-        from freqdet.detection.convert import backbone_fit
+        from freqdet.detection.convert import model_fit
 
-        missing, unexpected, mismatched = backbone_fit(result["model"], args.config_file, args.opts)
+        whole = args.source == "release-detector"  # the whole detector, not a backbone alone
+        missing, unexpected, mismatched = model_fit(
+            result["model"], args.config_file, args.opts, "" if whole else "backbone.bottom_up."
+        )
         print(
-            f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected backbone "
-            f"keys, {len(mismatched)} of another shape or channel selection"
+            f"against {args.config_file}: {len(missing)} missing, {len(unexpected)} unexpected "
+            f"{'model' if whole else 'backbone'} keys, {len(mismatched)} of another shape or channel selection"
         )
         for key in missing + unexpected + mismatched:
             print(f"  {key}")

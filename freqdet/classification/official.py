@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..dct import split_by_component
-from ..io import decode_jpeg_coefficients, read_image
-from ..io.pixels import turbojpeg_decoder
+from ..io import read_image
+from ..release_pipeline import opencv, reencoded_planes
 from ..stats import ChannelStats, load_stats
 from .data import EVAL_CROP_RATIO
 
@@ -48,21 +48,10 @@ def table_provenance(table: str) -> str:
     return f"the official release's {table} table ({official_stats(table).info['source']})"
 
 
-def _cv2():
-    try:
-        import cv2
-    except ImportError as e:
-        raise RuntimeError(
-            "the official release's preprocessing (--preprocess official) needs OpenCV: "
-            "pip install opencv-python-headless (or pip install freqdet[official])"
-        ) from e
-    return cv2
-
-
 def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
     """The release's ``Resize(size)``: shorter side to ``size``, the other ``int(size * long / short)``,
     ``cv2.INTER_LINEAR`` on the uint8 image; unchanged if the shorter side is ``size`` already."""
-    cv2 = _cv2()
+    cv2 = opencv()
     h, w = image.shape[:2]
     if min(h, w) == size:
         return image
@@ -83,32 +72,18 @@ class OfficialEvalTransform:
             raise ValueError(f"the shorter side is resized to {self.resize} pixels, less than the crop {crop}")
         self.luma, cb, cr = split_by_component(self.channels)
         self.chroma = (cb, cr)
-        _cv2()
+        opencv()
 
     def coefficients(self, image: np.ndarray, chroma: bool) -> np.ndarray:
         """(rows, cols, 64) coefficients of Y or Cb|Cr (stacked on the last axis) of a uint8 BGR
-        image encoded by libjpeg-turbo as JPEG quality 100 with 4:2:0 chroma."""
-        import turbojpeg
-
-        encoder = turbojpeg_decoder()
-        if encoder is None:
-            raise RuntimeError(
-                "the official release's preprocessing needs libjpeg-turbo's TurboJPEG library "
-                "(Debian: apt-get install libturbojpeg0; pip install PyTurboJPEG)"
-            )
-        data = encoder.encode(
-            np.ascontiguousarray(image),
-            quality=100,
-            jpeg_subsample=turbojpeg.TJSAMP_420,
-            pixel_format=turbojpeg.TJPF_BGR,
-        )
-        planes = decode_jpeg_coefficients(data, "the re-encoded crop", max_pixels=None).planes
+        image re-encoded as the release re-encodes it (:func:`freqdet.release_pipeline.reencoded_planes`)."""
+        planes = reencoded_planes(image)
         if chroma:
             return np.concatenate([planes[1][:, :, self.chroma[0]], planes[2][:, :, self.chroma[1]]], axis=2)
         return planes[0][:, :, self.luma]
 
     def __call__(self, path) -> torch.Tensor:
-        cv2 = _cv2()
+        cv2 = opencv()
         image = resize_shorter_side(read_image(path, format="BGR"), self.resize)
         h, w = image.shape[:2]
         top, left = int(round((h - self.crop) * 0.5)), int(round((w - self.crop) * 0.5))

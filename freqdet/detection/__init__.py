@@ -13,10 +13,11 @@ the channel gates (:mod:`.gate`) and the built-in demo datasets (:mod:`.datasets
 - :mod:`.channel_analysis`: what a trained gate selects;
 - :mod:`.predictor`: :class:`DCTPredictor`; :mod:`.predictions`: pictures of predictions;
 - :mod:`.cli`: what the command-line tools share (``--register-coco``);
-- :mod:`.convert`: weights into the detector.
+- :mod:`.convert`: weights into the detector;
+- :mod:`.release`: :class:`ReleaseDCTRCNN`, the official release's trained detectors' inference.
 """
 
-from . import backbone, gate, meta_arch, model_zoo  # noqa: F401  (the first three register into Detectron2)
+from . import backbone, gate, meta_arch, model_zoo, release  # noqa: F401  (all but model_zoo register into Detectron2)
 from .config import add_freqdet_config, load_config
 from .datasets import register_demo_datasets
 from .mapper import DCTDatasetMapper

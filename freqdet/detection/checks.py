@@ -13,6 +13,7 @@ from .config import (
     dct_source,
     dct_stats_from_config,
     on_bad_image,
+    preprocess,
     transform_on,
     wire_dtype,
 )
@@ -97,5 +98,6 @@ def check_config(cfg, training: bool = True) -> None:
         wire_dtype(cfg)
         transform_on(cfg)
         dct_source(cfg)
+        preprocess(cfg)
         on_bad_image(cfg)
         dct_stats_from_config(cfg, selection)

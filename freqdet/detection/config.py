@@ -17,6 +17,7 @@ from ..stats import ChannelStats, load_stats
 
 TRANSFORM_PLACES = ("cpu", "device")
 SOURCES = ("pixels", "jpeg")
+PREPROCESSES = ("freqdet", "release")
 BAD_IMAGE_POLICIES = ("raise", "skip")
 
 
@@ -56,6 +57,19 @@ def add_freqdet_config(cfg: CN) -> None:
     # The gate's learning rate is the solver's times this (short schedules need it larger).
     cfg.MODEL.DCT.GATE.LR_FACTOR = 1.0
 
+    # The official release's trained detectors (configs/release/, freqdet/detection/release.py):
+    # ReleaseDCTRCNN computes the release's (mmdetection v1.0) inference step for step. Each key
+    # is one step where mmdetection v1 differs from Detectron2: True takes the release's way,
+    # False Detectron2's, so that what each one moves can be measured.
+    cfg.MODEL.DCT.RELEASE = CN()
+    cfg.MODEL.DCT.RELEASE.ANCHORS = True  # anchors centred at (stride - 1) / 2, corners rounded
+    cfg.MODEL.DCT.RELEASE.BOX_CODER = True  # widths x2 - x1 + 1, boxes clamped to the image size - 1
+    cfg.MODEL.DCT.RELEASE.NMS = True  # IoU with the + 1 widths
+    cfg.MODEL.DCT.RELEASE.ROI_LEVELS = True  # floor(log2(sqrt((w + 1)(h + 1)) / 56)), clamped to p2..p5
+    cfg.MODEL.DCT.RELEASE.ROI_ALIGN = True  # RoIAlign over [x1, x2 + 1] without the half-pixel shift, 2x2 samples
+    cfg.MODEL.DCT.RELEASE.RESCALE = True  # boxes divided by one scale factor before the class-wise NMS
+    cfg.MODEL.DCT.RELEASE.MASK_PASTE = True  # masks resized to the truncated integer box, then thresholded
+
     # Where the frequency transform runs: "cpu" (in the data loader, which then ships
     # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
     # uint8 pixels and the model transforms them on its device; the coefficients are
@@ -74,6 +88,12 @@ def add_freqdet_config(cfg: CN) -> None:
     # pixels and resampled to the training grid on the device; see freqdet/io/coefficients.py).
     # "jpeg" ships int16, takes only resize and flip augmentations, and runs on the CPU path.
     cfg.INPUT.DCT.SOURCE = "pixels"
+    # How a test image becomes coefficients: "freqdet" (the paper's pipeline as freqdet computes
+    # it, INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST) or "release" (the official release's detection
+    # pipeline step for step: mmcv's resize to MAX_SIZE_TEST x MIN_SIZE_TEST keeping the ratio,
+    # pixels padded to 32, OpenCV 2x / 4x upscales, JPEG re-encodes; freqdet/release_pipeline.py;
+    # needs OpenCV). Training always uses "freqdet".
+    cfg.INPUT.DCT.PREPROCESS = "freqdet"
     # What a training run does with an image it cannot use (corrupt, truncated, not an
     # image, larger than MAX_IMAGE_PIXELS, or not the size its annotation says): "raise"
     # stops with the file and the reason; "skip" logs it once, counts it in EventStorage
@@ -192,6 +212,19 @@ def transform_on(cfg: CN) -> str:
 
 def on_bad_image(cfg: CN) -> str:
     return choice(cfg, "INPUT.DCT.ON_BAD_IMAGE", BAD_IMAGE_POLICIES)
+
+
+def preprocess(cfg: CN) -> str:
+    """INPUT.DCT.PREPROCESS, checked against the keys it constrains."""
+    value = choice(cfg, "INPUT.DCT.PREPROCESS", PREPROCESSES)
+    if value == "release" and (
+        cfg.INPUT.DCT.SOURCE != "pixels" or cfg.INPUT.DCT.WIRE_DTYPE != "int16" or cfg.MODEL.DCT.TRANSFORM_ON != "cpu"
+    ):
+        raise ValueError(
+            "cfg.INPUT.DCT.PREPROCESS 'release' computes int16 coefficients from pixels in the data loader: set "
+            "INPUT.DCT.SOURCE 'pixels', INPUT.DCT.WIRE_DTYPE 'int16' and MODEL.DCT.TRANSFORM_ON 'cpu'"
+        )
+    return value
 
 
 def dct_source(cfg: CN) -> str:

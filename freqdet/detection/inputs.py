@@ -13,7 +13,9 @@ input holds one of three payloads, and always ``image_size``:
   gives an ``image`` alone);
 
 ``image_size`` is ``(H, W)``, the augmented image's size in pixels, in which the
-``instances`` and everything the model predicts before post-processing are given.
+``instances`` and everything the model predicts before post-processing are given. A ``dct``
+computed from an image padded in pixels first (the official release's detection input) covers
+the padded image: it says so with ``dct_padded``, and carries the resize's ``scale_factor``.
 """
 
 from typing import Dict, Sequence, Tuple
@@ -28,6 +30,8 @@ DCT = "dct"
 DCT_LUMA, DCT_CHROMA = "dct_luma", "dct_chroma"
 IMAGE = "image"
 IMAGE_SIZE = "image_size"
+PADDED = "dct_padded"
+SCALE_FACTOR = "scale_factor"
 RESIZE, HFLIP, VFLIP = "resize", "hflip", "vflip"
 PAYLOADS = {DCT: (DCT,), DCT_LUMA: (DCT_LUMA, DCT_CHROMA), IMAGE: (IMAGE,)}
 
@@ -35,6 +39,13 @@ PAYLOADS = {DCT: (DCT,), DCT_LUMA: (DCT_LUMA, DCT_CHROMA), IMAGE: (IMAGE,)}
 def put_coefficients(x: Dict, coefficients: torch.Tensor, image_size: Tuple[int, int]) -> None:
     """Coefficients in a wire dtype, computed in the data loader."""
     x[DCT], x[IMAGE_SIZE] = coefficients, tuple(image_size)
+
+
+def put_padded_coefficients(x: Dict, coefficients: torch.Tensor, image_size: Tuple[int, int], scale: float) -> None:
+    """Coefficients of the image padded in pixels before the transform (a grid at least as large
+    as ``image_size``'s), and the one factor the image was resized by."""
+    put_coefficients(x, coefficients, image_size)
+    x[PADDED], x[SCALE_FACTOR] = True, float(scale)
 
 
 def put_file_grid(x: Dict, luma: torch.Tensor, chroma: torch.Tensor, image_size: Tuple[int, int]) -> None:
@@ -97,7 +108,10 @@ def coefficients(x: Dict, channels: Sequence[int], device, input_format: str, wi
 
 
 def check_grid(x: Dict, cells: Tuple[int, int]) -> None:
-    """ValueError if an input's ``image_size`` does not match its grid of ``cells``."""
+    """ValueError if an input's ``image_size`` does not match its grid of ``cells`` (or, for a
+    padded input, does not fit in it)."""
     h, w = pixel_size(x)
-    if grid_size(h, w) != tuple(cells):
+    needed = grid_size(h, w)
+    fits = all(n <= c for n, c in zip(needed, cells)) if x.get(PADDED) else needed == tuple(cells)
+    if not fits:
         raise ValueError(f"input 'image_size' {(h, w)} does not match its {cells[0]}x{cells[1]} DCT grid")

@@ -3,7 +3,7 @@
 import copy
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.config import configurable
@@ -17,9 +17,10 @@ from ..dct import Geometry, resolve_channels
 from ..dct.wire import encode_image
 from ..io import ImageDecodeError, read_image, read_jpeg_coefficients
 from ..io.coefficients import check_available
+from ..release_pipeline import RELEASE_SCALE, detection_input, opencv
 from . import inputs
 from .bad_images import BadImageLog
-from .config import dct_selection, dct_source, on_bad_image, transform_on, wire_dtype
+from .config import dct_selection, dct_source, on_bad_image, preprocess, transform_on, wire_dtype
 from .meta_arch import DCTGeneralizedRCNN
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class DCTDatasetMapper(DatasetMapper):
         transform_on: str = "cpu",
         fuse_resize: bool = True,
         source: str = "pixels",
+        preprocess: str = "freqdet",
+        release_scale: Tuple[int, int] = RELEASE_SCALE,
         max_pixels: int = None,
         bad_image_log: str = None,
         **kwargs,
@@ -92,6 +95,9 @@ class DCTDatasetMapper(DatasetMapper):
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
             fuse_resize: let the frequency transform absorb resizes and flips.
             source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.io.coefficients`).
+            preprocess: "freqdet", or "release" for the official release's detection pipeline
+                (:func:`freqdet.release_pipeline.detection_input`; inference only), which
+                resizes to ``release_scale`` (long side, short side) keeping the ratio.
             max_pixels: images with more pixels are refused before decoding (None: no limit).
             bad_image_log: a file to list unusable images in and skip them (returning None;
                 in training :class:`freqdet.detection.bad_images.SkipBadImages` then maps the
@@ -110,6 +116,13 @@ class DCTDatasetMapper(DatasetMapper):
         geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
         self.fuse = fuse_resize and geometric
         self.source = source
+        self.preprocess, self.release_scale = preprocess, tuple(release_scale)
+        if preprocess == "release":
+            if is_train:
+                raise ValueError(
+                    "INPUT.DCT.PREPROCESS 'release' is the official release's test pipeline; train with 'freqdet'"
+                )
+            opencv()
         if source == "jpeg":
             check_available()
             if not geometric:
@@ -121,6 +134,8 @@ class DCTDatasetMapper(DatasetMapper):
         if source == "jpeg":
             shipped = "from the JPEG files' own coefficients, on their grids"
         fused = ", resizes and flips absorbed by the transform" if self.fuse else ""
+        if preprocess == "release":
+            shipped, fused = "as int16, computed by the official release's detection pipeline", ""
         logger.info(f"[DCTDatasetMapper] {len(self.channels)} DCT channels shipped {shipped}{fused}")
 
     @classmethod
@@ -131,6 +146,8 @@ class DCTDatasetMapper(DatasetMapper):
         ret["transform_on"] = transform_on(cfg)
         ret["fuse_resize"] = cfg.INPUT.DCT.FUSE_RESIZE
         ret["source"] = dct_source(cfg)
+        ret["preprocess"] = preprocess(cfg)
+        ret["release_scale"] = (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST)
         ret["max_pixels"] = cfg.INPUT.DCT.MAX_IMAGE_PIXELS or None
         if on_bad_image(cfg) == "skip" and is_train:
             ret["bad_image_log"] = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv")
@@ -190,6 +207,8 @@ class DCTDatasetMapper(DatasetMapper):
     def _map_pixels(self, dataset_dict, image):
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
+        if self.preprocess == "release":
+            return self._map_release(dataset_dict, image)
 
         geometry = None
         if self.fuse:
@@ -211,6 +230,14 @@ class DCTDatasetMapper(DatasetMapper):
         else:  # the model applies the same (absorbed) geometry on its device
             inputs.put_pixels(dataset_dict, image, geometry)
         return self._finish(dataset_dict, transforms, image_shape)
+
+    def _map_release(self, dataset_dict, image):
+        """The official release's detection input (it resizes and pads the pixels itself)."""
+        bgr = image if self.image_format == "BGR" else image[:, :, ::-1]
+        release = detection_input(bgr, self.channels, self.release_scale)
+        inputs.put_padded_coefficients(dataset_dict, release.coefficients, release.image_size, release.scale_factor)
+        transforms = T.TransformList([T.ResizeTransform(*image.shape[:2], *release.image_size)])
+        return self._finish(dataset_dict, transforms, release.image_size)
 
     def _finish(self, dataset_dict, transforms, image_shape):
         """Proposals and annotations, exactly as Detectron2's DatasetMapper handles them."""
