@@ -19,7 +19,7 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
         "--rounds",
         "1",
         "--demo-images",
-        "2",
+        "0",
         "--channels",
         "24",
         "--wires",
@@ -29,6 +29,9 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
         "0",
         "--predict-rounds",
         "1",
+        "--predict-size",
+        "256",
+        "400",
         "--output",
         str(tmp_path),
     ]

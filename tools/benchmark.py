@@ -182,7 +182,7 @@ def bench_train_step(device: str, size, steps: int):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_predictors(paths, rounds: int, device: str):
+def bench_predictors(paths, rounds: int, device: str, test_size=(800, 1333)):
     """Median seconds per image from the file to ``Instances``: Detectron2's ``DefaultPredictor``
     on the RGB R50-FPN (Detectron2's ``read_image``, then the predictor) against
     ``DCTPredictor`` on the DCT-24 R50-FPN (the path), one thread.
@@ -192,7 +192,8 @@ def bench_predictors(paths, rounds: int, device: str):
     with them. For the same reason ROIAlign samples a fixed 2x2 points per bin (not as many
     as a box is large), the score threshold is 0 (both keep 100 detections), and the RGB
     model divides its pixels by ImageNet's stds (unit scale like the DCT input, the same cost;
-    with Detectron2's PIXEL_STD of 1 a random RGB network's proposals collapse)."""
+    with Detectron2's PIXEL_STD of 1 a random RGB network's proposals collapse). ``test_size``:
+    (shorter side, longer side at most), COCO's by default."""
     torch.set_num_threads(1)
     predictors = {}
     for name, config, make in (
@@ -205,6 +206,7 @@ def bench_predictors(paths, rounds: int, device: str):
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
         cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
         cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]  # BGR, ImageNet's; used by the RGB model only
+        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = test_size
         torch.manual_seed(0)
         predictors[name] = make(cfg)
     stock, ours = predictors.values()
@@ -279,6 +281,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for --device cuda")
     parser.add_argument("--predict-rounds", type=int, default=3, help="rounds of the inference comparison (0 skips it)")
+    parser.add_argument(
+        "--predict-size",
+        type=int,
+        nargs=2,
+        default=[800, 1333],
+        metavar=("SHORT", "LONG"),
+        help="test size of the inference comparison (COCO's by default)",
+    )
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
     quiet_known_warnings()
@@ -327,15 +337,14 @@ def run(args) -> int:
 
     if args.predict_rounds > 0:
         paths = [d["file_name"] for d in dicts]
-        predicted = bench_predictors(paths, args.predict_rounds, args.device)
+        predicted = bench_predictors(paths, args.predict_rounds, args.device, tuple(args.predict_size))
         stock = next(iter(predicted.values()))[0]
         report["predict"] = {
             name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()
         }
         lines += [
             "",
-            "| Faster R-CNN inference, file to Instances, test size "
-            f"{base_cfg('faster_rcnn_dct_R50_FPN.yaml', 'cpu').INPUT.MIN_SIZE_TEST}, "
+            f"| Faster R-CNN inference, file to Instances, test size {args.predict_size[0]} / {args.predict_size[1]}, "
             f"one thread, {args.device} | ms/image | speed vs stock | detections/image |",
             "|---|---:|---:|---:|",
         ]
