@@ -82,3 +82,48 @@ def test_refuses_a_pixel_format_without_colour():
     cfg = small_cfg("configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.FORMAT", "L")
     with pytest.raises(ValueError, match="INPUT.FORMAT"):
         DCTDatasetMapper(cfg, is_train=True)
+
+
+def test_lsj_crops_and_pads_inside_the_frequency_transform(demo_dicts):
+    """Detectron2's large-scale jitter (ResizeScale, FixedSizeCrop padding with grey, RandomFlip):
+    absorbed by the transform; instances and sizes are the stock mapper's, the coefficients those
+    of the stock mapper's pixels, and cells of padding alone are 0."""
+    import detectron2.data.transforms as T
+
+    size = 192
+    augmentations = [
+        T.ResizeScale(min_scale=0.4, max_scale=2.0, target_height=size, target_width=size),
+        T.FixedSizeCrop(crop_size=(size, size)),
+        T.RandomFlip(horizontal=True),
+    ]
+    common = dict(
+        is_train=True, augmentations=augmentations, image_format="BGR", use_instance_mask=True, recompute_boxes=True
+    )
+    ours_mapper = DCTDatasetMapper(channels=channel_indices(24), **common)
+    stock_mapper = DatasetMapper(**common)
+    assert ours_mapper.fuse
+    padded_cells = 0
+    for seed, d in enumerate(demo_dicts[:12]):
+        np.random.seed(seed)
+        ours = ours_mapper(copy.deepcopy(d))
+        np.random.seed(seed)
+        stock = stock_mapper(copy.deepcopy(d))
+        assert tuple(ours["image_size"]) == (size, size) == tuple(stock["image"].shape[1:])
+        assert torch.equal(ours["instances"].gt_boxes.tensor, stock["instances"].gt_boxes.tensor)
+        assert torch.equal(ours["instances"].gt_classes, stock["instances"].gt_classes)
+        pixels = stock["image"].permute(1, 2, 0).numpy()
+        expected = np.rint(upscaled_dct(pixels, channel_indices(24), "BGR"))
+        error = np.abs(ours["dct"].numpy() - expected)
+        assert error.mean() < 0.5 and error.max() <= 8  # Pillow's uint8 rounding of the resized pixels
+        grey = (pixels == 128).all(axis=2)
+        n = size // 4
+        # A cell reads pixels 4i - 1 .. 4i + 4 along each axis (the upscale's neighbours).
+        cells = np.array(
+            [
+                [grey[max(4 * i - 1, 0) : 4 * i + 5, max(4 * j - 1, 0) : 4 * j + 5].all() for j in range(n)]
+                for i in range(n)
+            ]
+        )
+        padded_cells += int(cells.sum())
+        assert (ours["dct"].numpy()[:, cells] == 0).all()
+    assert padded_cells > 100

@@ -85,17 +85,37 @@ class AxisOperator(NamedTuple):
     weights: np.ndarray  # (8, cells, window) float64
 
 
+Window = Optional[Tuple[int, int, int]]  # (first, length, total): a crop of the resized axis, padded
+
+
 @lru_cache(maxsize=4096)
 def axis_operator(
-    n_in: int, chroma: bool, n_out: Optional[int] = None, flip: bool = False, luma_upscale: int = LUMA_UPSCALE
+    n_in: int,
+    chroma: bool,
+    n_out: Optional[int] = None,
+    flip: bool = False,
+    luma_upscale: int = LUMA_UPSCALE,
+    window: Window = None,
 ) -> AxisOperator:
-    """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), optional
-    flip of the resized axis, then the upscaling, padding and DCT of the paper's pipeline."""
+    """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), an optional
+    ``window`` (``first, length, total``: pixels first .. first + length - 1 of the resized axis,
+    followed by ``total - length`` pixels of the level-shifted value 0, i.e. grey 128: Detectron2's
+    ``FixedSizeCrop``), an optional flip of that axis, then the upscaling, padding and DCT of the
+    paper's pipeline."""
     n_out = n_in if n_out is None else n_out
     if n_out == n_in:
         start, resize = np.arange(n_in), np.ones((n_in, 1))
     else:
         start, resize = pil_bilinear_weights(n_in, n_out)
+    if window is not None:
+        first, length, total = window
+        if not (0 <= first and 0 < length and first + length <= n_out and length <= total):
+            raise ValueError(f"window {window} does not fit an axis of {n_out} pixels")
+        padding = total - length  # grey pixels: 0 once level-shifted, so they carry no weight
+        # Padding reads the crop's last input pixels, with no weight: windows stay narrow.
+        start = np.concatenate([start[first : first + length], np.repeat(start[first + length - 1], padding)])
+        resize = np.concatenate([resize[first : first + length], np.zeros((padding, resize.shape[1]))])
+        n_out = total
     if flip:
         start, resize = start[::-1], resize[::-1]
     # Resized pixels each block row reads, then the input pixels each of those reads.
@@ -145,12 +165,19 @@ class BandedOperator(NamedTuple):
 
 @lru_cache(maxsize=2048)
 def banded_operator(
-    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...], device: str = "cpu"
+    n_in: int,
+    chroma: bool,
+    n_out: int,
+    flip: bool,
+    luma_upscale: int,
+    window: Window,
+    freqs: Tuple[int, ...],
+    device: str = "cpu",
 ) -> BandedOperator:
     """The operator of one axis as :class:`BandedOperator`, on ``device`` (cached per device,
     so the GPU path copies each operator once). Plain dense tensors: no sparse tensor is made,
     which in a DataLoader worker forked from a process using CUDA would fail."""
-    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
     cells, window = op.index.shape
     chunks = -(-cells // CHUNK)
     pad = chunks * CHUNK - cells
@@ -197,9 +224,9 @@ def frequencies(ks: Tuple[int, ...]) -> Frequencies:
 
 @lru_cache(maxsize=2048)
 def kernel_operator(
-    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, freqs: Tuple[int, ...]
+    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, window: Window, freqs: Tuple[int, ...]
 ) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`axis_operator` for some frequencies as the CPU kernel takes it: (cells, window)
     int64 input indices and (len(freqs), cells, window) float32 weights."""
-    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale)
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
     return np.ascontiguousarray(op.index), np.ascontiguousarray(op.weights[list(freqs)], dtype=np.float32)

@@ -37,16 +37,43 @@ except ImportError:
 
 
 class Geometry(NamedTuple):
-    """What the transform applies to the image before the paper's pipeline: an optional
-    resize to ``resize = (h, w)`` pixels (Pillow's bilinear filter), then optional flips."""
+    """What the transform applies to the image before the paper's pipeline, in this order: an
+    optional resize to ``resize = (h, w)`` pixels (Pillow's bilinear filter); an optional
+    ``crop = (y0, x0, h, w)`` of the resized image (what lies outside it is cut off) and ``pad =
+    (h, w)``, the crop padded at the bottom and right to that size with grey (128, whose
+    level-shifted Y, Cb and Cr are 0: every coefficient of a cell of padding alone is 0), as
+    Detectron2's ``FixedSizeCrop`` does; then optional flips."""
 
     resize: Optional[Tuple[int, int]] = None
     hflip: bool = False
     vflip: bool = False
+    crop: Optional[Tuple[int, int, int, int]] = None
+    pad: Optional[Tuple[int, int]] = None
+
+    def resized_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(h, w) in pixels after the resize."""
+        return tuple(int(s) for s in self.resize) if self.resize is not None else (int(height), int(width))
+
+    def windows(self, height: int, width: int) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+        """Per axis (rows, columns): None, or (first, length, total) of the crop and pad
+        (:func:`freqdet.dct.operators.axis_operator`'s ``window``)."""
+        if self.crop is None and self.pad is None:
+            return None, None
+        resized = self.resized_size(height, width)
+        y0, x0, h, w = self.crop if self.crop is not None else (0, 0, *resized)
+        lengths = (min(h, resized[0] - y0), min(w, resized[1] - x0))
+        totals = tuple(int(p) for p in self.pad) if self.pad is not None else lengths
+        return tuple(
+            (int(first), int(length), int(max(total, length)))
+            for first, length, total in zip((y0, x0), lengths, totals)
+        )
 
     def output_size(self, height: int, width: int) -> Tuple[int, int]:
         """(h, w) in pixels of an image of ``height`` x ``width`` after this geometry."""
-        return tuple(int(s) for s in self.resize) if self.resize is not None else (int(height), int(width))
+        windows = self.windows(height, width)
+        if windows[0] is None:
+            return self.resized_size(height, width)
+        return windows[0][2], windows[1][2]
 
 
 def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
@@ -172,7 +199,8 @@ def separable_dct(
     The paper's upscaled DCT (same definition and channel order as
     :func:`freqdet.dct.upscaled_dct`, ``luma_upscale`` included: 1 gives the
     classification input on ceil(h/8) x ceil(w/8) cells) of the images after ``geometry``
-    (an optional resize to (h, w) with Pillow's bilinear filter, then optional flips),
+    (an optional resize to (h, w) with Pillow's bilinear filter, an optional crop and grey pad,
+    then optional flips: :class:`Geometry`),
     computing only the selected channels, on the images' device. ``steps`` (one per
     selected channel) divide the coefficients, and an integer ``dtype`` rounds them to
     nearest and clamps them: the wire formats (:func:`freqdet.dct.wire.encode`).
@@ -182,6 +210,8 @@ def separable_dct(
     selection = resolve_channels(channels, pattern)
     wanted: List[Tuple[int, List[int]]] = [(c, ks) for c, ks in enumerate(split_by_component(selection)) if ks]
     height, width = images.shape[-2:]
+    resized_h, resized_w = geometry.resized_size(height, width)
+    row_window, col_window = geometry.windows(height, width)
     out_h, out_w = geometry.output_size(height, width)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
     cell = cell_size(luma_upscale)
@@ -191,8 +221,8 @@ def separable_dct(
     first = 0
     for index, (component, ks) in enumerate(wanted):
         chroma = component > 0
-        rows = (int(height), chroma, out_h, bool(geometry.vflip), luma_upscale)
-        cols = (int(width), chroma, out_w, bool(geometry.hflip), luma_upscale)
+        rows = (int(height), chroma, resized_h, bool(geometry.vflip), luma_upscale, row_window)
+        cols = (int(width), chroma, resized_w, bool(geometry.hflip), luma_upscale, col_window)
         part = None if steps is None else steps[first : first + len(ks)]
         apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
         first += len(ks)

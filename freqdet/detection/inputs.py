@@ -8,7 +8,7 @@ input holds one of three payloads, and always ``image_size``:
 - ``dct_luma`` and ``dct_chroma``: a JPEG's own selected channels, int16 on the file's
   block grids (``INPUT.DCT.SOURCE "jpeg"``), resampled to the training grid on the device;
 - ``image``: ``(3, H0, W0)`` uint8 pixels for the model to transform on its device, with
-  the :class:`~freqdet.dct.Geometry` to apply as ``resize`` / ``hflip`` / ``vflip``
+  the :class:`~freqdet.dct.Geometry` to apply as ``resize`` / ``crop`` / ``pad`` / ``hflip`` / ``vflip``
   (``MODEL.DCT.TRANSFORM_ON "device"``, and Detectron2's ``DefaultPredictor``, which
   gives an ``image`` alone);
 
@@ -32,7 +32,7 @@ IMAGE = "image"
 IMAGE_SIZE = "image_size"
 PADDED = "dct_padded"
 SCALE_FACTOR = "scale_factor"
-RESIZE, HFLIP, VFLIP = "resize", "hflip", "vflip"
+RESIZE, HFLIP, VFLIP, CROP, PAD = "resize", "hflip", "vflip", "crop", "pad"
 PAYLOADS = {DCT: (DCT,), DCT_LUMA: (DCT_LUMA, DCT_CHROMA), IMAGE: (IMAGE,)}
 
 
@@ -57,13 +57,21 @@ def put_pixels(x: Dict, image: np.ndarray, geometry: Geometry = Geometry()) -> N
     """(H0, W0, 3) uint8 pixels and the geometry the device applies before its transform."""
     x[IMAGE] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
     if geometry != Geometry():
-        x.update({RESIZE: geometry.resize, HFLIP: geometry.hflip, VFLIP: geometry.vflip})
+        x.update(
+            {
+                RESIZE: geometry.resize,
+                HFLIP: geometry.hflip,
+                VFLIP: geometry.vflip,
+                CROP: geometry.crop,
+                PAD: geometry.pad,
+            }
+        )
     x[IMAGE_SIZE] = geometry.output_size(*image.shape[:2])
 
 
 def pixels_geometry(x: Dict) -> Geometry:
     """The geometry an ``image`` input asks the device to apply."""
-    return Geometry(x.get(RESIZE), bool(x.get(HFLIP, False)), bool(x.get(VFLIP, False)))
+    return Geometry(x.get(RESIZE), bool(x.get(HFLIP, False)), bool(x.get(VFLIP, False)), x.get(CROP), x.get(PAD))
 
 
 def payload(x: Dict) -> Tuple[str, ...]:

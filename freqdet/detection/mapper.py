@@ -3,7 +3,7 @@
 import copy
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from detectron2.config import configurable
@@ -26,26 +26,51 @@ from .meta_arch import DCTGeneralizedRCNN
 logger = logging.getLogger(__name__)
 
 # Augmentations whose transforms depend only on the image's shape and which the frequency
-# transform can absorb (a bilinear resize and flips are linear and separable).
+# transform can absorb (a bilinear resize, a crop, a constant pad and flips are linear and
+# separable).
 _GEOMETRIC_AUGMENTATIONS = tuple(
-    getattr(T, name) for name in ("ResizeShortestEdge", "Resize", "ResizeScale", "RandomFlip") if hasattr(T, name)
+    getattr(T, name)
+    for name in ("ResizeShortestEdge", "Resize", "ResizeScale", "FixedSizeCrop", "RandomFlip")
+    if hasattr(T, name)
 )
+GREY = 128  # the pad value the transform absorbs: 0 once level-shifted (FixedSizeCrop's default)
+
+
+def _flat(transforms: List[T.Transform]) -> List[T.Transform]:
+    out = []
+    for tfm in transforms:
+        out += _flat(tfm.transforms) if isinstance(tfm, T.TransformList) else [tfm]
+    return out
 
 
 def absorbable(transforms: List[T.Transform]) -> Optional[Geometry]:
-    """The :class:`~freqdet.dct.Geometry` of transforms that are at most one bilinear resize
-    plus flips (which the frequency transform absorbs), else None."""
-    resize, hflip, vflip = None, False, False
-    for tfm in transforms:
-        if isinstance(tfm, T.ResizeTransform) and resize is None and tfm.interp == Image.BILINEAR:
-            resize = (tfm.new_h, tfm.new_w)
+    """The :class:`~freqdet.dct.Geometry` of transforms that the frequency transform absorbs, in
+    its order: at most one bilinear resize, a crop, a grey pad at the bottom and right, flips
+    (ResizeShortestEdge, ResizeScale + FixedSizeCrop + RandomFlip, ...); else None."""
+    resize, crop, pad, hflip, vflip = None, None, None, False, False
+    stage = 0  # 0: before anything, 1: resized, 2: cropped, 3: padded, 4: flipped
+    for tfm in _flat(transforms):
+        if isinstance(tfm, T.NoOpTransform):
+            continue
+        if isinstance(tfm, T.ResizeTransform) and stage == 0 and tfm.interp == Image.BILINEAR:
+            resize, stage = (tfm.new_h, tfm.new_w), 1
+        elif isinstance(tfm, T.CropTransform) and stage <= 1:
+            crop, stage = (tfm.y0, tfm.x0, tfm.h, tfm.w), 2
+        elif (
+            isinstance(tfm, T.PadTransform)
+            and stage <= 2
+            and (tfm.x0, tfm.y0) == (0, 0)
+            and tfm.pad_value == GREY
+            and None not in (tfm.orig_h, tfm.orig_w)
+        ):
+            pad, stage = (tfm.orig_h + tfm.y1, tfm.orig_w + tfm.x1), 3
         elif isinstance(tfm, T.HFlipTransform):
-            hflip = not hflip
+            hflip, stage = not hflip, 4
         elif isinstance(tfm, T.VFlipTransform):
-            vflip = not vflip
-        elif not isinstance(tfm, T.NoOpTransform):
+            vflip, stage = not vflip, 4
+        else:
             return None
-    return Geometry(resize, hflip, vflip)
+    return Geometry(resize, hflip, vflip, crop, pad)
 
 
 class DCTDatasetMapper(DatasetMapper):
@@ -77,7 +102,8 @@ class DCTDatasetMapper(DatasetMapper):
         self,
         is_train: bool,
         *,
-        channels: Sequence[int],
+        channels: Union[int, Sequence[int]],
+        pattern: str = "square",
         wire_dtype: str = "int16",
         transform_on: str = "cpu",
         fuse_resize: bool = True,
@@ -90,7 +116,8 @@ class DCTDatasetMapper(DatasetMapper):
     ):
         """
         Args:
-            channels: global DCT channel indices to ship (see :mod:`freqdet.dct.channels`).
+            channels: the DCT channels to ship: a count with ``pattern``, or the global indices
+                (see :mod:`freqdet.dct.channels`).
             wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
             fuse_resize: let the frequency transform absorb resizes and flips.
@@ -108,7 +135,7 @@ class DCTDatasetMapper(DatasetMapper):
         super().__init__(is_train, **kwargs)
         if self.image_format not in ("BGR", "RGB"):
             raise ValueError(f"DCTDatasetMapper needs INPUT.FORMAT 'BGR' or 'RGB', got {self.image_format!r}")
-        self.channels = resolve_channels(list(channels))
+        self.channels = resolve_channels(channels if isinstance(channels, int) else list(channels), pattern)
         self.wire_dtype = wire_dtype
         self.transform_on = transform_on
         self.max_pixels = max_pixels
@@ -154,13 +181,19 @@ class DCTDatasetMapper(DatasetMapper):
         return ret
 
     def _augmentation_transforms(self, image: np.ndarray) -> List[T.Transform]:
-        """Draw the augmentations' transforms from the image's shape, as AugmentationList would."""
+        """Draw the augmentations' transforms from the image's shape, as AugmentationList would
+        (which applies each to the image before drawing the next)."""
         transforms, shape = [], image.shape
         for aug in self.augmentations.augs:
             tfm = aug.get_transform(np.broadcast_to(np.zeros((), image.dtype), shape))
             transforms.append(tfm)
-            if isinstance(tfm, T.ResizeTransform):
-                shape = (tfm.new_h, tfm.new_w) + tuple(shape[2:])
+            for step in _flat([tfm]):
+                if isinstance(step, T.ResizeTransform):
+                    shape = (step.new_h, step.new_w) + tuple(shape[2:])
+                elif isinstance(step, T.CropTransform):
+                    shape = (min(step.h, shape[0] - step.y0), min(step.w, shape[1] - step.x0)) + tuple(shape[2:])
+                elif isinstance(step, T.PadTransform):
+                    shape = (shape[0] + step.y0 + step.y1, shape[1] + step.x0 + step.x1) + tuple(shape[2:])
         return transforms
 
     def _map_jpeg(self, dataset_dict):

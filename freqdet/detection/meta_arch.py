@@ -1,6 +1,6 @@
 """DCTGeneralizedRCNN: Detectron2's GeneralizedRCNN fed with DCT channels instead of pixels."""
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -8,7 +8,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import ImageList
 
-from ..dct import CELL, upscaled_idct
+from ..dct import CELL, resolve_channels, upscaled_idct
 from ..normalization import ChannelNormalization
 from ..stats import NATURAL_PHOTO_STATS, natural_photo_stats
 from . import inputs
@@ -37,17 +37,21 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
     def __init__(
         self,
         *,
-        channels: Sequence[int],
-        dct_mean: Sequence[float],
-        dct_std: Sequence[float],
+        channels: Union[int, Sequence[int]],
+        pattern: str = "square",
+        dct_mean: Optional[Sequence[float]] = None,
+        dct_std: Optional[Sequence[float]] = None,
         wire_dtype: str = "int16",
         gate_weight: float = 0.0,
         **kwargs,
     ):
         """
         Args:
-            channels: the global DCT channel indices the backbone takes.
-            dct_mean, dct_std: per-channel normalization of those channels.
+            channels: the DCT channels the backbone takes: a count with ``pattern``, or the
+                global indices.
+            dct_mean, dct_std: per-channel normalization of those channels; None: the
+                statistics freqdet ships (natural photographs), until a checkpoint brings
+                its own.
             wire_dtype: how coefficients computed on the device from ``"image"`` are rounded.
             gate_weight: lambda, the weight of ``loss_gate`` when the backbone has a channel gate.
             kwargs: the arguments of Detectron2's ``GeneralizedRCNN``.
@@ -57,7 +61,10 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         self.gate_weight = gate_weight
         # Persistent, unlike Detectron2's pixel_mean: the statistics and the channel selection
         # travel with the weights, and loading weights of another selection is refused.
-        self.normalization = ChannelNormalization(channels, dct_mean, dct_std)
+        selection = resolve_channels(channels, pattern)
+        if dct_mean is None or dct_std is None:
+            dct_mean, dct_std = natural_photo_stats().pick(selection, NATURAL_PHOTO_STATS)
+        self.normalization = ChannelNormalization(selection, dct_mean, dct_std)
 
     @property
     def channels(self):
@@ -68,13 +75,11 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         selection = dct_selection(cfg)
-        stats = dct_stats_from_config(cfg, selection)
-        if stats is None:  # until training computes the dataset's own, or a checkpoint brings its own
-            stats = natural_photo_stats().pick(selection, NATURAL_PHOTO_STATS)
+        stats = dct_stats_from_config(cfg, selection)  # None: the shipped ones, until training computes its own
         ret.update(
             channels=selection,
-            dct_mean=stats[0].tolist(),
-            dct_std=stats[1].tolist(),
+            dct_mean=stats[0].tolist() if stats is not None else None,
+            dct_std=stats[1].tolist() if stats is not None else None,
             wire_dtype=wire_dtype(cfg),
             gate_weight=cfg.MODEL.DCT.GATE.LAMBDA,
         )
