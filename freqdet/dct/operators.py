@@ -125,9 +125,12 @@ def axis_operator(
     base = src.min(axis=(1, 2, 3))
     offset = src - base[:, None, None, None]
     window = int(offset.max()) + 1
-    onehot = np.arange(window) == offset[..., None]  # (cells, 8, m, k, window)
-    per_row = np.einsum("iymk,iymkw->iyw", weight, onehot)  # (cells, 8, window)
-    weights = np.einsum("uy,iyw->uiw", DCT_MATRIX, per_row)
+    cells = src.shape[0]
+    # per_row[i, y, w]: the weight of input pixel base[i] + w in block row y of cell i (taps that
+    # read the same pixel add up).
+    slot = (np.arange(cells * 8).reshape(cells, 8, 1, 1) * window + offset).ravel()
+    per_row = np.bincount(slot, weights=weight.ravel(), minlength=cells * 8 * window).reshape(cells, 8, window)
+    weights = np.matmul(DCT_MATRIX, per_row).transpose(1, 0, 2)  # (8, cells, window)
     index = base[:, None] + np.arange(window)[None, :]
     weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
     return AxisOperator(np.minimum(index, n_in - 1), weights)
@@ -222,11 +225,28 @@ def frequencies(ks: Tuple[int, ...]) -> Frequencies:
     return Frequencies(us, vs, pairs, tuple(tuple(run) for run in runs))
 
 
+class KernelOperator(NamedTuple):
+    """:func:`axis_operator` as the CPU kernel takes it, for the cells that read any pixel: cells
+    ``first .. first + len(index) - 1`` of ``cells``; the others are padding alone, whose
+    coefficients are 0 (a window's grey padding)."""
+
+    index: np.ndarray  # (active cells, window) int64 input indices
+    weights: np.ndarray  # (len(freqs), active cells, window) float32
+    first: int
+    cells: int
+
+
 @lru_cache(maxsize=2048)
 def kernel_operator(
     n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, window: Window, freqs: Tuple[int, ...]
-) -> Tuple[np.ndarray, np.ndarray]:
-    """:func:`axis_operator` for some frequencies as the CPU kernel takes it: (cells, window)
-    int64 input indices and (len(freqs), cells, window) float32 weights."""
+) -> KernelOperator:
+    """:func:`axis_operator` for some frequencies as the CPU kernel takes it (:class:`KernelOperator`)."""
     op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
-    return np.ascontiguousarray(op.index), np.ascontiguousarray(op.weights[list(freqs)], dtype=np.float32)
+    active = np.flatnonzero(np.abs(op.weights).sum(axis=(0, 2)) > 0)
+    first, last = (int(active[0]), int(active[-1]) + 1) if len(active) else (0, 0)
+    return KernelOperator(
+        np.ascontiguousarray(op.index[first:last]),
+        np.ascontiguousarray(op.weights[list(freqs), first:last], dtype=np.float32),
+        first,
+        op.index.shape[0],
+    )

@@ -122,22 +122,33 @@ def _apply_kernel(
     out: torch.Tensor,
     steps: Optional[Sequence[float]],
 ) -> None:
-    """:func:`_apply_torch` by the C kernel (``freqdet._banded``), image by image, straight into ``out``."""
+    """:func:`_apply_torch` by the C kernel (``freqdet._banded``), image by image, into ``out``:
+    straight, or, when a window's padding leaves whole cells of grey, for the cells that read
+    pixels, the others set to 0."""
     freqs = frequencies(tuple(ks))
-    row_index, row_weights = kernel_operator(*rows, freqs.us)
-    col_index, col_weights = kernel_operator(*cols, freqs.vs)
+    row, col = kernel_operator(*rows, freqs.us), kernel_operator(*cols, freqs.vs)
     scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
+    whole = len(row.index) == row.cells and len(col.index) == col.cells
     for n in range(plane.shape[0]):
-        _banded.banded_dct(
-            plane[n].contiguous().numpy(),
-            col_index,
-            col_weights,
-            row_index,
-            row_weights,
-            freqs.pairs,
-            scales,
-            out[n].numpy(),
-        )
+        target = out[n].numpy() if whole else np.empty((len(ks), len(row.index), len(col.index)), out.numpy().dtype)
+        if target.size:
+            _banded.banded_dct(
+                plane[n].contiguous().numpy(),
+                col.index,
+                col.weights,
+                row.index,
+                row.weights,
+                freqs.pairs,
+                scales,
+                target,
+            )
+        if not whole:
+            out[n].zero_()
+            rows_at, cols_at = (
+                slice(row.first, row.first + len(row.index)),
+                slice(col.first, col.first + len(col.index)),
+            )
+            out[n, :, rows_at, cols_at] = torch.from_numpy(target)
 
 
 def _apply_torch(
