@@ -24,7 +24,8 @@ class ChannelMismatchError(ValueError):
         super().__init__(
             f"the weights in {source} were trained on DCT channels {self.theirs} ({len(self.theirs)}), but the "
             f"model takes {self.ours} ({len(self.ours)}): select the weights' channels (a detector's "
-            "MODEL.DCT.CHANNELS/PATTERN or MODEL.DCT.INDICES, a classifier's --channels/--indices), or use "
+            "MODEL.DCT.CHANNELS/PATTERN or MODEL.DCT.INDICES, a LazyConfig's model.channels/pattern, a "
+            "classifier's --channels/--indices), or use "
             "weights trained for these"
         )
 

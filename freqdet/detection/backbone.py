@@ -79,18 +79,21 @@ def dct_resnet_stages(
     stride_in_1x1: bool = False,
     num_groups: int = 1,
     width_per_group: int = 64,
-    res2_out_channels: int = 256,
+    res2_out_channels: Optional[int] = None,
     res5_dilation: int = 1,
     deform_on_per_stage: Sequence[bool] = (False, False, False, False),
     deform_modulated: bool = False,
     deform_num_groups: int = 1,
 ) -> List[List[CNNBlockBase]]:
-    """Detectron2's ResNet stages (``ResNet.make_default_stages``, with its options) for DCT
-    inputs: res2 takes the selection's channel count instead of the stem's 64."""
+    """Detectron2's ResNet stages (``ResNet.make_default_stages``, with the options of
+    ``cfg.MODEL.RESNETS``) for DCT inputs: res2 takes the selection's channel count instead of
+    the stem's 64. ``res2_out_channels`` None: 64 for ResNet-18/34, 256 for the deeper ones."""
     in_channels = len(resolve_channels(channels, pattern))
     if depth not in BLOCKS_PER_STAGE:
         raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS_PER_STAGE)}, got {depth}")
     basic = depth in (18, 34)
+    if res2_out_channels is None:
+        res2_out_channels = 64 if basic else 256
     if basic and (res2_out_channels != 64 or any(deform_on_per_stage) or res5_dilation != 1 or num_groups != 1):
         raise ValueError(
             "ResNet-18/34 need RES2_OUT_CHANNELS 64, RES5_DILATION 1, NUM_GROUPS 1 and no DEFORM_ON_PER_STAGE, "

@@ -11,6 +11,8 @@ import logging
 import os
 
 import torch
+from detectron2.data import build_detection_train_loader
+from detectron2.data.common import DatasetFromList
 from detectron2.engine import HookBase
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,17 @@ class SkipBadImages(torch.utils.data.Dataset):
             if mapped is not None:
                 return mapped
         raise RuntimeError("every image of the training set was skipped as unusable; see skipped_images.tsv")
+
+
+def build_train_loader(*, dataset, mapper, **kwargs):
+    """Detectron2's ``build_detection_train_loader``, except that when ``mapper`` skips unusable
+    images (a :class:`~freqdet.detection.mapper.DCTDatasetMapper` with a ``bad_image_log``) the
+    next image in order takes a skipped one's place (:class:`SkipBadImages`): Detectron2's own
+    would retry a random other image, which fails on Python 3.11. ``kwargs``: the other arguments
+    of ``build_detection_train_loader`` (``total_batch_size``, ``num_workers``, ...)."""
+    if getattr(mapper, "bad_images", None) is not None:
+        dataset, mapper = SkipBadImages(DatasetFromList(list(dataset), copy=False), mapper), None
+    return build_detection_train_loader(dataset=dataset, mapper=mapper, **kwargs)
 
 
 class SkippedImagesHook(HookBase):

@@ -7,6 +7,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..demo import prepare_demo
 from .config import (
+    check_amp_device,
     check_can_learn,
     check_device,
     dct_selection,
@@ -79,12 +80,19 @@ def check_output_dir(path: str) -> None:
         ) from None
 
 
+def check_amp(cfg) -> None:
+    """ValueError if ``SOLVER.AMP.ENABLED`` asks for mixed precision where Detectron2's AMPTrainer
+    cannot run it (it needs CUDA)."""
+    check_amp_device(cfg.SOLVER.AMP.ENABLED, str(cfg.MODEL.DEVICE), "cfg.SOLVER.AMP.ENABLED")
+
+
 def check_config(cfg, training: bool = True) -> None:
     """Fail early, with one-line messages that name the key or file, on what would fail later.
 
     Checks the device, that the output folder can be written to, that a training config can
-    learn (:func:`~.config.check_can_learn`), the datasets (the test sets only when not
-    ``training``; see :func:`check_datasets`) and, for frequency-domain models, the channel
+    learn (:func:`~.config.check_can_learn`) in its precision (:func:`check_amp`), the datasets
+    (the test sets only when not ``training``; see :func:`check_datasets`) and, for
+    frequency-domain models, the channel
     selection, the wire dtype, where the transform runs, the bad-image policy and any
     configured statistics.
     """
@@ -92,6 +100,7 @@ def check_config(cfg, training: bool = True) -> None:
     check_output_dir(cfg.OUTPUT_DIR)
     if training:
         check_can_learn(cfg)
+        check_amp(cfg)
     check_datasets(cfg, None if training else list(cfg.DATASETS.TEST))
     if is_dct_model(cfg):
         selection = dct_selection(cfg)

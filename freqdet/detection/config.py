@@ -79,9 +79,10 @@ def add_freqdet_config(cfg: CN) -> None:
     cfg.INPUT.DCT = CN()
     # The dtype coefficients travel in: "int16", "int8" or "float32" (freqdet/dct/wire.py).
     cfg.INPUT.DCT.WIRE_DTYPE = "int16"
-    # Let the frequency transform absorb the augmentation's resizes and flips instead of
-    # resizing pixels first (faster; Pillow's uint8 rounding of the resized pixels is the
-    # only difference). Only when the augmentations are resizes and flips.
+    # Let the frequency transform absorb the augmentation's resizes and flips (and the crop
+    # and grey pad of FixedSizeCrop) instead of applying them to the pixels first (faster;
+    # Pillow's uint8 rounding of the resized pixels is the only difference). Only when the
+    # augmentations are of those kinds.
     cfg.INPUT.DCT.FUSE_RESIZE = True
     # Where the coefficients come from: "pixels" (decode, augment, the paper's upscaled
     # transform) or "jpeg" (the file's own quantized coefficients, read without decoding
@@ -144,6 +145,11 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
     cfg = get_cfg()
     add_freqdet_config(cfg)
     path = config_path(config_file)
+    if path.endswith(".py"):
+        raise ConfigFileError(
+            f"{path} is a LazyConfig (Python): run it with Detectron2's tools/lazyconfig_train_net.py, or load it "
+            "with freqdet.model_zoo.get_config / detectron2.config.LazyConfig.load (see docs/lazyconfig.md)"
+        )
     opts = list(opts)
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs; got an odd number: {opts}")
@@ -252,11 +258,25 @@ def dct_stats_from_config(cfg: CN, selection) -> Optional[Tuple[np.ndarray, np.n
 
 def check_device(cfg: CN) -> None:
     """ValueError, before any work, if ``MODEL.DEVICE`` names a device this machine lacks."""
-    device = str(cfg.MODEL.DEVICE)
+    check_device_name(str(cfg.MODEL.DEVICE), "cfg.MODEL.DEVICE", "MODEL.DEVICE cpu")
+
+
+def check_device_name(device: str, key: str, cpu_setting: str) -> None:
+    """ValueError naming ``key`` and how to run on the CPU if ``device`` is CUDA where there is none."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
-            f"cfg.MODEL.DEVICE is {device!r} but torch sees no CUDA GPU on this machine: "
-            "run with MODEL.DEVICE cpu (or install a CUDA build of torch where there is a GPU)"
+            f"{key} is {device!r} but torch sees no CUDA GPU on this machine: run with {cpu_setting} (or install "
+            "a CUDA build of torch where there is a GPU)"
+        )
+
+
+def check_amp_device(enabled: bool, device: str, key: str) -> None:
+    """ValueError naming ``key`` if mixed precision is asked for where Detectron2's AMPTrainer cannot run
+    it (it needs CUDA)."""
+    if enabled and not device.startswith("cuda"):
+        raise ValueError(
+            f"{key} is True but the device is {device!r}: Detectron2's AMPTrainer trains in mixed precision "
+            f"on CUDA GPUs only; set {key} False to train on the CPU"
         )
 
 

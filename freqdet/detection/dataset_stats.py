@@ -1,9 +1,9 @@
 """The training set's DCT statistics: computed once per run (by the main process, cached in
 the output folder), so that the model normalizes its own data."""
 
-import copy
 import logging
 import os
+from typing import List, Sequence
 
 import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog
@@ -17,28 +17,15 @@ from .mapper import DCTDatasetMapper, is_dct_model
 logger = logging.getLogger(__name__)
 
 
-def compute_config_stats(cfg, num_images: int) -> ChannelStats:
-    """Per-channel mean and std of all 192 channels over the config's training sets.
-
-    Images are mapped as at test time (``DCTDatasetMapper`` in inference mode, the
-    config's source and geometry), so the statistics describe what the model normalizes.
-    Unusable images follow ``INPUT.DCT.ON_BAD_IMAGE``: they stop the pass, or are left out
-    and listed in ``OUTPUT_DIR/skipped_images.tsv``.
-    """
-    dicts = []
-    for name in cfg.DATASETS.TRAIN:
-        dicts.extend(DatasetCatalog.get(name))
-    mapper_cfg = copy.deepcopy(cfg)
-    mapper_cfg.defrost()
-    mapper_cfg.MODEL.DCT.INDICES = list(range(NUM_CHANNELS))
-    mapper_cfg.INPUT.DCT.WIRE_DTYPE = "int16" if mapper_cfg.INPUT.DCT.SOURCE == "jpeg" else "float32"
-    mapper_cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
-    bad_image_log = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv") if on_bad_image(cfg) == "skip" else None
-    mapper = DCTDatasetMapper(mapper_cfg, is_train=False, bad_image_log=bad_image_log)
+def measure_training_set(dicts: List[dict], mapper: DCTDatasetMapper, num_images: int) -> ChannelStats:
+    """Per-channel mean and std of all 192 channels over ``num_images`` of ``dicts`` (0: all),
+    spread evenly, each image mapped by ``mapper.for_statistics()`` (so as the model's test-time
+    mapper maps it), with a progress bar: what the yacs and the LazyConfig paths both compute."""
+    mapper = mapper.for_statistics(mapper.bad_images.path if mapper.bad_images is not None else None)
     channels = list(range(NUM_CHANNELS))
     logger.info(
         f"Computing DCT channel statistics over {min(num_images or len(dicts), len(dicts))} of the "
-        f"{len(dicts)} training images (MODEL.DCT.STATS_NUM_IMAGES {num_images})"
+        f"{len(dicts)} training images ({num_images or 'all'} asked)"
     )
 
     def coefficients(d):
@@ -50,6 +37,27 @@ def compute_config_stats(cfg, num_images: int) -> ChannelStats:
         )
 
     return compute_stats(dicts, coefficients, channels, num_images)
+
+
+def compute_config_stats(cfg, num_images: int) -> ChannelStats:
+    """Per-channel mean and std of all 192 channels over the config's training sets.
+
+    Images are mapped as at test time (``DCTDatasetMapper`` in inference mode, the
+    config's source and geometry), so the statistics describe what the model normalizes.
+    Unusable images follow ``INPUT.DCT.ON_BAD_IMAGE``: they stop the pass, or are left out
+    and listed in ``OUTPUT_DIR/skipped_images.tsv``.
+    """
+    bad_image_log = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv") if on_bad_image(cfg) == "skip" else None
+    mapper = DCTDatasetMapper(cfg, is_train=False, bad_image_log=bad_image_log)
+    return measure_training_set(training_dicts(cfg.DATASETS.TRAIN), mapper, num_images)
+
+
+def training_dicts(names: Sequence[str]) -> List[dict]:
+    """Every dataset dict of the named datasets, in order (none filtered out)."""
+    dicts = []
+    for name in names:
+        dicts.extend(DatasetCatalog.get(name))
+    return dicts
 
 
 def ensure_dct_stats(cfg):

@@ -2,7 +2,7 @@
 paper's gate (:mod:`freqdet.gate`) built from the config, and its loss and metrics. What a
 trained gate selects is :mod:`.channel_analysis`'s."""
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
@@ -66,3 +66,35 @@ def gate_losses_and_metrics(gate: ChannelGate, channels, weight: float) -> Dict[
     for name, value in zip(names, values[1:]):
         storage.put_scalar(f"gate/rate_{name}", value)
     return {"loss_gate": gate.loss(weight)}
+
+
+def gate_lr_groups(groups: List[Dict], model: nn.Module, factor: float, base_lr: Optional[float] = None) -> List[Dict]:
+    """Optimizer parameter groups with the channel gate's parameters split off at ``factor`` x
+    the learning rate (short schedules need the gate to learn faster than the rest).
+
+    ``groups``: an optimizer's ``param_groups`` or Detectron2's ``get_default_optimizer_params``;
+    a group without ``"lr"`` has the optimizer's, which ``base_lr`` must then give. ``model``: a
+    :class:`~freqdet.detection.meta_arch.DCTGeneralizedRCNN` (or any model whose ``gate`` is its
+    gate, or that has none), before it is wrapped in DistributedDataParallel.
+    """
+    gate_module = getattr(model, "gate", None)
+    gate = {id(p) for p in gate_module.parameters()} if gate_module is not None else set()
+    if factor == 1.0 or not gate:
+        return list(groups)
+    out = []
+    for group in groups:
+        for is_gate in (False, True):
+            params = [p for p in group["params"] if (id(p) in gate) == is_gate]
+            if not params:
+                continue
+            if not is_gate:
+                out.append(dict(group, params=params))
+                continue
+            lr = group.get("lr", base_lr)
+            if lr is None:
+                raise ValueError(
+                    f"the gate's learning rate factor {factor} needs the base learning rate: give base_lr "
+                    "(in a LazyConfig, optimizer.params.base_lr = '${..lr}')"
+                )
+            out.append(dict(group, params=params, lr=lr * factor))
+    return out

@@ -13,7 +13,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import META_ARCH_REGISTRY
 from PIL import Image
 
-from ..dct import Geometry, resolve_channels
+from ..dct import NUM_CHANNELS, Geometry, resolve_channels
 from ..dct.wire import encode_image
 from ..io import ImageDecodeError, read_image, read_jpeg_coefficients
 from ..io.coefficients import check_available
@@ -86,15 +86,17 @@ class DCTDatasetMapper(DatasetMapper):
     - ``"image_size"``: ``(H, W)``, the augmented image's size in pixels, in which the
       ``instances`` and everything the model predicts before post-processing are given.
 
-    When the augmentations are resizes and flips (Detectron2's defaults), the resize is
-    not applied to the pixels: the frequency transform absorbs it (``INPUT.DCT.FUSE_RESIZE``),
-    computing the same coefficients from the decoded image directly, except that Pillow
-    would have rounded the resized pixels to uint8 (a difference of about one unit).
+    When the augmentations are resizes and flips (Detectron2's defaults), or large-scale jitter
+    (``ResizeScale``, ``FixedSizeCrop`` padding with grey, ``RandomFlip``), the resize, crop and
+    pad are not applied to the pixels: the frequency transform absorbs them
+    (``INPUT.DCT.FUSE_RESIZE``), computing the same coefficients from the decoded image
+    directly, except that Pillow would have rounded the resized pixels to uint8 (a difference
+    of about one unit). Cells of padding alone are 0.
 
     With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
     instead of ``"dct"``, and the model transforms them on its device into the same numbers:
     the augmented pixels, or, when the geometry is absorbed, the decoded pixels with
-    ``"resize"``, ``"hflip"`` and ``"vflip"`` saying what the model must apply.
+    ``"resize"``, ``"crop"``, ``"pad"``, ``"hflip"`` and ``"vflip"`` saying what the model must apply.
     """
 
     @configurable
@@ -120,7 +122,7 @@ class DCTDatasetMapper(DatasetMapper):
                 (see :mod:`freqdet.dct.channels`).
             wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
-            fuse_resize: let the frequency transform absorb resizes and flips.
+            fuse_resize: let the frequency transform absorb resizes, crops with grey padding and flips.
             source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.io.coefficients`).
             preprocess: "freqdet", or "release" for the official release's detection pipeline
                 (:func:`freqdet.release_pipeline.detection_input`; inference only), which
@@ -135,12 +137,13 @@ class DCTDatasetMapper(DatasetMapper):
         super().__init__(is_train, **kwargs)
         if self.image_format not in ("BGR", "RGB"):
             raise ValueError(f"DCTDatasetMapper needs INPUT.FORMAT 'BGR' or 'RGB', got {self.image_format!r}")
-        self.channels = resolve_channels(channels if isinstance(channels, int) else list(channels), pattern)
+        self.channels = resolve_channels(channels, pattern)
         self.wire_dtype = wire_dtype
         self.transform_on = transform_on
         self.max_pixels = max_pixels
         self.bad_images = BadImageLog(bad_image_log) if bad_image_log else None
         geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
+        self.fuse_resize = fuse_resize
         self.fuse = fuse_resize and geometric
         self.source = source
         self.preprocess, self.release_scale = preprocess, tuple(release_scale)
@@ -179,6 +182,25 @@ class DCTDatasetMapper(DatasetMapper):
         if on_bad_image(cfg) == "skip" and is_train:
             ret["bad_image_log"] = os.path.join(cfg.OUTPUT_DIR, "skipped_images.tsv")
         return ret
+
+    def for_statistics(self, bad_image_log: Optional[str] = None) -> "DCTDatasetMapper":
+        """A mapper of all 192 channels, in inference mode and on the CPU, with this one's
+        augmentations, format and source: what the training set's statistics are measured with
+        (float32 coefficients from pixels; a JPEG's own are int16)."""
+        return DCTDatasetMapper(
+            False,
+            channels=list(range(NUM_CHANNELS)),
+            wire_dtype="int16" if self.source == "jpeg" else "float32",
+            transform_on="cpu",
+            fuse_resize=self.fuse_resize,
+            source=self.source,
+            preprocess=self.preprocess,
+            release_scale=self.release_scale,
+            max_pixels=self.max_pixels,
+            bad_image_log=bad_image_log,
+            augmentations=self.augmentations.augs,
+            image_format=self.image_format,
+        )
 
     def _augmentation_transforms(self, image: np.ndarray) -> List[T.Transform]:
         """Draw the augmentations' transforms from the image's shape, as AugmentationList would

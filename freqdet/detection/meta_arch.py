@@ -42,7 +42,7 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         dct_mean: Optional[Sequence[float]] = None,
         dct_std: Optional[Sequence[float]] = None,
         wire_dtype: str = "int16",
-        gate_weight: float = 0.0,
+        gate_weight: float = 0.01,
         **kwargs,
     ):
         """
@@ -53,7 +53,8 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
                 statistics freqdet ships (natural photographs), until a checkpoint brings
                 its own.
             wire_dtype: how coefficients computed on the device from ``"image"`` are rounded.
-            gate_weight: lambda, the weight of ``loss_gate`` when the backbone has a channel gate.
+            gate_weight: lambda, the weight of ``loss_gate`` when the backbone has a channel gate
+                (``MODEL.DCT.GATE.LAMBDA``, whose default it shares).
             kwargs: the arguments of Detectron2's ``GeneralizedRCNN``.
         """
         super().__init__(**kwargs)
@@ -104,8 +105,13 @@ class DCTGeneralizedRCNN(GeneralizedRCNN):
         return inputs.coefficients(x, self.channels, self.device, self.input_format, self.wire_dtype)
 
     def preprocess_image(self, batched_inputs: List[Dict[str, torch.Tensor]]) -> ImageList:
-        """Normalize the DCT channels on the device and batch them; image sizes stay in pixels."""
-        tensors = [self.normalization(self.coefficients(x)) for x in batched_inputs]
+        """Normalize the DCT channels on the device and batch them; image sizes stay in pixels.
+
+        In float32 under mixed precision too (``SOLVER.AMP.ENABLED``, ``train.amp.enabled``): the
+        wire's decoding, a transform on the device and the normalization leave autocast's
+        half precision to the network itself."""
+        with torch.autocast(self.device.type, enabled=False):
+            tensors = [self.normalization(self.coefficients(x)) for x in batched_inputs]
         cells = ImageList.from_tensors(tensors, self.backbone.size_divisibility // CELL)
         for x, size in zip(batched_inputs, cells.image_sizes):
             inputs.check_grid(x, size)

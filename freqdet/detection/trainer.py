@@ -4,22 +4,24 @@ import logging
 import os
 import re
 import traceback
+from contextlib import contextmanager
+from typing import Tuple
 
 import detectron2.utils.comm as comm
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.common import DatasetFromList
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.logger import setup_logger
 
 from ..io import ImageDecodeError
-from .bad_images import SkipBadImages, SkippedImagesHook
+from .bad_images import SkippedImagesHook, build_train_loader
 from .checkpoint import CheckpointSaveError, FreqdetCheckpointer
 from .checks import check_config
 from .cli import one_line
 from .dataset_stats import ensure_dct_stats
+from .gate import gate_lr_groups
 from .interruption import InterruptionHook, RunInterrupted
-from .mapper import DCTDatasetMapper, build_mapper
+from .mapper import build_mapper
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,53 @@ class _WithoutTracebackOfTrainingStops(logging.Filter):
         return not (isinstance(error, TRAINING_STOPS) or (error is not None and _worker_died(error)))
 
 
+YACS_FIXES = ("DATALOADER.NUM_WORKERS or SOLVER.IMS_PER_BATCH", "set INPUT.DCT.ON_BAD_IMAGE skip")
+LAZY_FIXES = (
+    "dataloader.train.num_workers or dataloader.train.total_batch_size",
+    "set dataloader.train.mapper.bad_image_log=FILE",
+)
+
+
+@contextmanager
+def training_stops(trainer, interruption: InterruptionHook, fixes: Tuple[str, str] = YACS_FIXES):
+    """Around a Detectron2 training loop (``trainer.train()``, with ``interruption`` among its
+    hooks): what stops it for a cause the user can fix is raised as one of :data:`TRAINING_STOPS`,
+    saying the fix (``fixes``: the config keys that lighten the data loader, and how to skip
+    unusable images), and Detectron2's log of its traceback is left out (the tools print one
+    line). A step that a signal cut short saves the iteration before it."""
+    lighter_loader, skip_images = fixes
+    detectron2_loop = logging.getLogger("detectron2.engine.train_loop")
+    quiet = _WithoutTracebackOfTrainingStops()
+    detectron2_loop.addFilter(quiet)
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except Exception as e:
+        if interruption.signum is not None:  # the signal cut the step short: keep the one before
+            raise interruption.stop(trainer.iter - 1) from e
+        if _worker_died(e):
+            raise DataLoaderWorkerError(
+                f"the data loader failed at iteration {trainer.iter} ({one_line(e)}): a worker process died; if "
+                f"the system ran out of memory, lower {lighter_loader}, then continue with --resume"
+            ) from e
+        if isinstance(e, ImageDecodeError):
+            raise ImageDecodeError(
+                f"{one_line(e)}; training stopped at iteration {trainer.iter} (unusable images not skipped): "
+                f"restore or remove the file, or {skip_images}, then continue with --resume"
+            ) from e
+        raise
+    finally:
+        detectron2_loop.removeFilter(quiet)
+
+
+def show_freqdet_log() -> None:
+    """Log freqdet's messages as Detectron2's (``DefaultTrainer`` sets up the ``detectron2`` logger
+    only), unless the program set up the ``freqdet`` logger itself."""
+    if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):
+        setup_logger(name="freqdet", distributed_rank=comm.get_rank())
+
+
 def has_compiled_ops() -> bool:
     """False where detectron2._C is freqdet's stand-in (no C++ COCO evaluation)."""
     from detectron2 import _C
@@ -84,8 +133,7 @@ class DCTTrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg, trust_checkpoint: bool = False):
-        if not logging.getLogger("freqdet").isEnabledFor(logging.INFO):  # as DefaultTrainer does for detectron2
-            setup_logger(name="freqdet", distributed_rank=comm.get_rank())
+        show_freqdet_log()
         check_config(cfg)
         self.trust_checkpoint = trust_checkpoint  # read by build_hooks, which DefaultTrainer.__init__ calls
         super().__init__(ensure_dct_stats(cfg))
@@ -106,46 +154,14 @@ class DCTTrainer(DefaultTrainer):
     def train(self):
         """``DefaultTrainer.train``, with what stops it for a cause the user can fix raised as one of
         :data:`TRAINING_STOPS`, whose message says the fix (the tools print it as one line)."""
-        detectron2_loop = logging.getLogger("detectron2.engine.train_loop")
-        quiet = _WithoutTracebackOfTrainingStops()
-        detectron2_loop.addFilter(quiet)
-        try:
+        with training_stops(self, self.interruption):
             return super().train()
-        except RunInterrupted:
-            raise
-        except Exception as e:
-            if self.interruption.signum is not None:  # the signal cut the step short: keep the one before
-                raise self.interruption.stop(self.iter - 1) from e
-            if _worker_died(e):
-                raise DataLoaderWorkerError(
-                    f"the data loader failed at iteration {self.iter} ({one_line(e)}): a worker process died; if "
-                    "the system ran out of memory, lower DATALOADER.NUM_WORKERS or SOLVER.IMS_PER_BATCH, then "
-                    "continue with --resume"
-                ) from e
-            if isinstance(e, ImageDecodeError):
-                raise ImageDecodeError(
-                    f"{one_line(e)}; training stopped at iteration {self.iter} (INPUT.DCT.ON_BAD_IMAGE 'raise'): "
-                    "restore or remove the file, or set INPUT.DCT.ON_BAD_IMAGE skip, then continue with --resume"
-                ) from e
-            raise
-        finally:
-            detectron2_loop.removeFilter(quiet)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         """Detectron2's optimizer, the channel gate's parameters at ``MODEL.DCT.GATE.LR_FACTOR`` x the LR."""
         optimizer = super().build_optimizer(cfg, model)
-        factor = cfg.MODEL.DCT.GATE.LR_FACTOR
-        gate_module = getattr(model, "gate", None)  # called before the model is wrapped in DDP
-        gate = {id(p) for p in gate_module.parameters()} if gate_module is not None else set()
-        if factor == 1.0 or not gate:
-            return optimizer
-        groups = []
-        for group in optimizer.param_groups:
-            for is_gate in (False, True):
-                params = [p for p in group["params"] if (id(p) in gate) == is_gate]
-                if params:
-                    groups.append(dict(group, params=params, lr=group["lr"] * (factor if is_gate else 1.0)))
+        groups = gate_lr_groups(optimizer.param_groups, model, cfg.MODEL.DCT.GATE.LR_FACTOR)
         optimizer.param_groups.clear()
         for group in groups:
             optimizer.add_param_group(group)
@@ -154,14 +170,7 @@ class DCTTrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         mapper = build_mapper(cfg, True)
-        if cfg.INPUT.DCT.ON_BAD_IMAGE != "skip" or not isinstance(mapper, DCTDatasetMapper):
-            return build_detection_train_loader(cfg, mapper=mapper)
-        # Detectron2's own dataset, sampler and batching, with skipped images replaced by the
-        # next one in order (its MapDataset would retry at random, and fails on Python 3.11).
-        kwargs = build_detection_train_loader.from_config(cfg, mapper=mapper)
-        kwargs["dataset"] = SkipBadImages(DatasetFromList(kwargs["dataset"], copy=False), mapper)
-        kwargs["mapper"] = None
-        return build_detection_train_loader(**kwargs)
+        return build_train_loader(**build_detection_train_loader.from_config(cfg, mapper=mapper))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
