@@ -4,12 +4,12 @@ Detectron2 itself is not on PyPI, so it is not listed here: install it from sour
 (https://detectron2.readthedocs.io/en/latest/tutorials/install.html), or let
 ``tools/setup.sh`` install its fallback (see docs/setup.md).
 """
+
 import os
 import sys
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
-
 
 # What each optional C extension gives, and what is lost without it.
 EXTENSIONS = {
@@ -70,7 +70,10 @@ setup(
     # Data: the shipped statistics, the configs (freqdet/configs links to configs/), and
     # the official DCTNet release's normalization tables (figures, with their source).
     package_data={
-        "freqdet": ["natural_photo_stats.json", "configs/*.yaml", "configs/*/*.yaml"],
+        "freqdet": [
+            "natural_photo_stats.json",
+            *(f"configs/{depth}*.{ext}" for depth in ("", "*/", "*/*/") for ext in ("yaml", "py")),
+        ],
         "freqdet.classification": ["official_stats/*.json"],
     },
     ext_modules=[
@@ -92,6 +95,14 @@ setup(
     extras_require={
         # --preprocess official: the release's validation pipeline resizes with OpenCV.
         "official": ["opencv-python-headless"],
-        "test": ["pytest", "pytest-timeout", "scipy", "jpeglib", "scikit-learn", "opencv-python-headless", "ruff==0.17.6"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "scipy",
+            "jpeglib",
+            "scikit-learn",
+            "opencv-python-headless",
+            "ruff==0.17.6",
+        ],
     },
 )

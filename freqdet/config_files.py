@@ -1,7 +1,8 @@
 """freqdet's config files, found by name in a checkout or an installed package.
 
 Names are paths below the repository's ``configs/`` (a leading ``configs/`` is accepted),
-e.g. ``"mask_rcnn_dct_R50_FPN.yaml"`` or ``"demo/mask_rcnn_dct_demo.yaml"``. In a checkout
+e.g. ``"mask_rcnn_dct_R50_FPN.yaml"``, ``"demo/mask_rcnn_dct_demo.yaml"`` or the LazyConfig
+``"new_baselines/mask_rcnn_dct_R_50_FPN_100ep_LSJ.py"``. In a checkout
 ``freqdet/configs`` is a link to that folder; an installed package carries a copy. This
 module needs nothing of Detectron2: :mod:`freqdet.detection.model_zoo` builds the configs.
 """
@@ -13,10 +14,10 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
 def list_configs() -> List[str]:
-    """The names of every config, sorted (``demo/...`` included)."""
+    """The names of every config, sorted (``demo/...`` and the LazyConfigs, ``.py``, included)."""
     names = []
     for folder, _, files in os.walk(CONFIGS, followlinks=True):
-        names += [os.path.relpath(os.path.join(folder, f), CONFIGS) for f in files if f.endswith(".yaml")]
+        names += [os.path.relpath(os.path.join(folder, f), CONFIGS) for f in files if f.endswith((".yaml", ".py"))]
     return sorted(names)
 
 

@@ -1,8 +1,9 @@
 """Third-party deprecation notices that every run of freqdet would print, and a switch for them.
 
 fvcore (Detectron2's dependency) decorates functions with ``torch.jit.script`` at import,
-which torch 2.x deprecates, and Detectron2's anchor generator calls ``torch.meshgrid``
-without ``indexing``. Neither is about the user's code nor about freqdet's.
+which torch 2.x deprecates, Detectron2's anchor generator calls ``torch.meshgrid`` without
+``indexing``, and Detectron2's LazyConfig loader imports ``pkg_resources``, which setuptools
+deprecates. None is about the user's code nor about freqdet's.
 """
 
 import warnings
@@ -10,6 +11,7 @@ import warnings
 KNOWN_NOISE = (
     (FutureWarning, r"`torch\.jit\.script` is deprecated"),
     (UserWarning, r"torch\.meshgrid: in an upcoming release"),
+    (UserWarning, r"pkg_resources is deprecated as an API"),
 )
 
 

@@ -1,5 +1,15 @@
 """Helpers shared by the Detectron2 tests."""
 
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
 
 def small_cfg(config_file="configs/demo/mask_rcnn_dct_demo.yaml", *opts):
     """A config from the repo, shrunk for fast CPU tests (ResNet-18, small images)."""
@@ -32,3 +42,30 @@ def small_cfg(config_file="configs/demo/mask_rcnn_dct_demo.yaml", *opts):
         + list(opts)
     )
     return cfg
+
+
+def detectron2_lazy_tool(tmp_path) -> pathlib.Path:
+    """Detectron2's own tools/lazyconfig_train_net.py, unmodified, from the source of the installed version."""
+    import detectron2
+
+    cache = pathlib.Path(sys.prefix) / "cache"
+    found = sorted(cache.glob(f"pb1-detectron2-{detectron2.__version__}*.tar.gz"))
+    if not found:
+        pytest.skip(f"Detectron2 {detectron2.__version__}'s source is not in {cache} (where tools/setup.sh keeps it)")
+    with tarfile.open(found[0]) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("tools/lazyconfig_train_net.py"))
+        path = tmp_path / "lazyconfig_train_net.py"
+        path.write_bytes(tar.extractfile(member).read())
+    return path
+
+
+def run_lazy_tool(tool, *args, cwd, config="demo/mask_rcnn_dct_demo.py"):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, str(tool), "--config-file", str(ROOT / "configs" / config), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -32,6 +32,8 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
         "--predict-size",
         "256",
         "400",
+        "--lsj-size",
+        "256",
         "--output",
         str(tmp_path),
     ]
@@ -50,3 +52,7 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     assert mappers["DCT-24 int16"]["bytes_per_sample"] == 24 * 2 * cells
     assert mappers["DCT-24 int8"]["bytes_per_sample"] == 24 * cells
     assert all(m["images_per_s"] > 0 for m in mappers.values())
+    # Large-scale jitter: every sample is the crop, padded to 256 x 256, whatever the photo.
+    assert mappers["stock DatasetMapper, LSJ 256"]["bytes_per_sample"] == 3 * 256 * 256
+    for way in ("crop and pad absorbed", "pixels cropped and padded first"):
+        assert mappers[f"DCT-24 int16, LSJ 256, {way}"]["bytes_per_sample"] == 24 * 2 * 64 * 64

@@ -12,7 +12,9 @@ noise hits every variant alike:
   ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype, and with the
   transform left to the device, all with Detectron2's COCO training augmentation
   (ResizeShortestEdge 800 / 1333 and a horizontal flip), and the compressed-domain path
-  that reads the JPEG's own coefficients;
+  that reads the JPEG's own coefficients; and the same for large-scale jitter (Detectron2's
+  LSJ recipes: ResizeScale 0.1-2.0, FixedSizeCrop 1024, flip), stock against DCT-24, the
+  crop and pad absorbed by the frequency transform or applied to the pixels first;
 - bytes per sample: the tensor each mapper ships to the model;
 - train step: Mask R-CNN R50-FPN with DCT-24 input against the stock R50-FPN, same pixel
   size, all threads;
@@ -49,6 +51,7 @@ from freqdet.stats import evenly_spaced
 
 # isort: split
 from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image as detectron2_read_image
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
@@ -91,6 +94,28 @@ def mapper_variants(channel_counts, wires):
         cfg.INPUT.DCT.SOURCE = "jpeg"
         variants.append(("DCT-24 from the JPEG's coefficients (int16, file grid)", DCTDatasetMapper(cfg, True), cfg))
     return variants
+
+
+def lsj_variants(size: int):
+    """(name, mapper, config) for Detectron2's large-scale jitter at ``size`` (ResizeScale 0.1-2.0,
+    FixedSizeCrop, flip: its LSJ recipes' training augmentation), stock and DCT-24 int16, the
+    crop and pad absorbed by the frequency transform or applied to the pixels first."""
+    augmentations = [
+        T.ResizeScale(min_scale=0.1, max_scale=2.0, target_height=size, target_width=size),
+        T.FixedSizeCrop(crop_size=(size, size)),
+        T.RandomFlip(horizontal=True),
+    ]
+    common = dict(is_train=True, augmentations=augmentations, image_format="BGR", use_instance_mask=True)
+    common["recompute_boxes"] = True
+    return [
+        (f"stock DatasetMapper, LSJ {size}", DatasetMapper(**common), None),
+        (f"DCT-24 int16, LSJ {size}, crop and pad absorbed", DCTDatasetMapper(channels=24, **common), None),
+        (
+            f"DCT-24 int16, LSJ {size}, pixels cropped and padded first",
+            DCTDatasetMapper(channels=24, fuse_resize=False, **common),
+            None,
+        ),
+    ]
 
 
 def compressed_path_available() -> bool:
@@ -276,6 +301,9 @@ def main(argv=None) -> int:
     parser.add_argument("--demo-images", type=int, default=12, help="demo validation images to add")
     parser.add_argument("--channels", type=int, nargs="+", default=[24, 64, 192])
     parser.add_argument("--wires", nargs="+", default=["int16", "int8", "float32"])
+    parser.add_argument(
+        "--lsj-size", type=int, default=1024, help="crop size of the large-scale-jitter mapper rows (0 skips them)"
+    )
     parser.add_argument("--train-size", type=int, nargs=2, default=[512, 640], metavar=("H", "W"))
     parser.add_argument("--train-steps", type=int, default=3, help="0 skips the train-step comparison")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -301,8 +329,8 @@ def run(args) -> int:
     host = describe_machine()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
-    mappers = bench_mappers(dicts, variants, args.rounds)
-    stock_time, stock_bytes = mappers[variants[0][0]]
+    lsj = lsj_variants(args.lsj_size) if args.lsj_size else []
+    mappers = bench_mappers(dicts, variants + lsj, args.rounds)
     report = {"machine": host, "images": [d["file_name"] for d in dicts], "mappers": {}}
     lines = [
         f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread.",
@@ -310,18 +338,26 @@ def run(args) -> int:
         "| mapper | images/s per core | vs stock | bytes per sample | vs stock |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, (seconds, nbytes) in mappers.items():
-        report["mappers"][name] = {
-            "seconds_per_image": seconds,
-            "images_per_s": 1 / seconds,
-            "bytes_per_sample": nbytes,
-            "throughput_vs_stock": stock_time / seconds,
-            "bytes_vs_stock": nbytes / stock_bytes,
-        }
-        lines.append(
-            f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
-            f"| {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
-        )
+    for group, heading in ((variants, None), (lsj, f"LSJ mapper ({args.lsj_size}), same augmentation")):
+        if not group:
+            continue
+        stock_time, stock_bytes = mappers[group[0][0]]
+        if heading:
+            lines += ["", f"| {heading} | images/s per core | vs stock LSJ | bytes per sample | vs stock LSJ |"]
+            lines.append("|---|---:|---:|---:|---:|")
+        for name, *_ in group:
+            seconds, nbytes = mappers[name]
+            report["mappers"][name] = {
+                "seconds_per_image": seconds,
+                "images_per_s": 1 / seconds,
+                "bytes_per_sample": nbytes,
+                "throughput_vs_stock": stock_time / seconds,
+                "bytes_vs_stock": nbytes / stock_bytes,
+            }
+            lines.append(
+                f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
+                f"| {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
+            )
 
     if args.train_steps > 0:
         steps = bench_train_step(args.device, args.train_size, args.train_steps)

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Train or evaluate a LazyConfig (a Python config) with DCT inputs, on Detectron2's training loop.
+
+    python tools/lazyconfig_train_net.py --config-file configs/demo/mask_rcnn_dct_demo.py   # CPU, demo data
+    python tools/lazyconfig_train_net.py --config-file new_baselines/mask_rcnn_dct_R_50_FPN_100ep_LSJ.py \\
+        --num-gpus 8
+    python tools/lazyconfig_train_net.py --config-file configs/demo/mask_rcnn_dct_demo.py --eval-only \\
+        train.init_checkpoint=output/demo/mask_rcnn_dct_demo_lazy/model_final.pth
+    python tools/lazyconfig_train_net.py --config-file new_baselines/mask_rcnn_dct_R_50_FPN_100ep_LSJ.py \\
+        --register-coco mine_train train.json images/ --register-coco mine_val val.json images/ \\
+        dataloader.train.dataset.names=mine_train dataloader.test.dataset.names=mine_val \\
+        model.roi_heads.num_classes=2   # your own COCO-format data
+
+The arguments and the loop of Detectron2's own tools/lazyconfig_train_net.py (which runs
+freqdet's LazyConfigs unchanged too): overrides as key=value, ``train.*`` for the run,
+``--resume``, ``--num-gpus`` / ``--num-machines`` for Detectron2's launcher. What this one adds,
+as tools/train_net.py has it for the yacs configs:
+
+- the config checked before any work (device, AMP on a CPU, output folder, datasets), and
+  errors a user can fix reported in one line (``--debug`` shows the traceback);
+- checkpoints written whole or not at all, read without running code from them
+  (``--trust-checkpoint`` allows pickled objects), ``--resume`` from the newest readable one;
+- SIGTERM and Ctrl-C save the current iteration before the run stops;
+- the count of skipped images (``dataloader.train.mapper.bad_image_log``) in the metrics;
+- predictions on the test set drawn to ``train.output_dir/predictions.png``;
+- ``--register-coco NAME JSON IMAGE_DIR`` registers COCO-format datasets, as in tools/train_net.py.
+"""
+
+import logging
+import os
+
+# freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
+from freqdet.config_files import config_path
+from freqdet.detection.bad_images import SkippedImagesHook
+from freqdet.detection.checkpoint import FreqdetCheckpointer
+from freqdet.detection.checks import check_output_dir
+from freqdet.detection.cli import (
+    add_debug_argument,
+    add_register_coco_argument,
+    launched,
+    register_coco_datasets,
+    user_errors,
+)
+from freqdet.detection.interruption import InterruptionHook
+from freqdet.detection.lazy import check_lazy_config, dataset_names, load_lazy_config
+from freqdet.detection.predictions import draw_predictions
+from freqdet.detection.trainer import LAZY_FIXES, TRAINING_STOPS, training_stops
+from freqdet.known_warnings import quiet_known_warnings
+from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
+
+# isort: split
+import detectron2.utils.comm as comm
+from detectron2.config import instantiate
+from detectron2.engine import (
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+    launch,
+)
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils.logger import setup_logger
+
+logger = logging.getLogger("freqdet")
+
+# What a user can fix, met while setting up a run: a config (ValueError and its kinds: a channel
+# mismatch, an override that does not parse; KeyError: one that names no key), a folder or file
+# (OSError), an untrusted checkpoint.
+SETUP_ERRORS = (ValueError, KeyError, OSError, UntrustedCheckpointError)
+VIS_IMAGES, VIS_SCORE_THRESH = 6, 0.5
+
+
+def evaluate(cfg, model):
+    """COCO (or the config's) evaluation of ``model`` on ``dataloader.test``; None without an evaluator."""
+    if "evaluator" not in cfg.dataloader:
+        return None
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator))
+    print_csv_format(results)
+    return results
+
+
+def draw(cfg, model):
+    if "test" not in cfg.dataloader or not comm.is_main_process():
+        return
+    path = os.path.join(cfg.train.output_dir, "predictions.png")
+    name = dataset_names(cfg.dataloader.test)[0]
+    draw_predictions(model, instantiate(cfg.dataloader.test.mapper), name, VIS_IMAGES, path, VIS_SCORE_THRESH)
+    logger.info(f"Predictions on {name} (score >= {VIS_SCORE_THRESH}) drawn to {path}")
+
+
+def build_training(cfg, model, trust: bool):
+    """Detectron2's trainer (AMP or not), optimizer, loader and hooks for ``model``, with freqdet's checkpointer."""
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    loader = instantiate(cfg.dataloader.train)
+    model = create_ddp_model(model, **cfg.train.ddp)
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, loader, optimizer)
+    checkpointer = FreqdetCheckpointer(model, cfg.train.output_dir, trust=trust, optimizer=optimizer, trainer=trainer)
+    interruption = InterruptionHook(checkpointer)
+    main = comm.is_main_process()
+    skipped = cfg.dataloader.train.mapper.get("bad_image_log")
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
+            hooks.EvalHook(cfg.train.eval_period, lambda: evaluate(cfg, model)),
+            SkippedImagesHook(skipped) if skipped and main else None,
+            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.log_period)
+            if main
+            else None,
+            interruption,  # last: after this step's metrics and periodic checkpoint
+        ]
+    )
+    return trainer, checkpointer, interruption
+
+
+def main(args):
+    """One process of the run: the config loaded and checked, the model built (measuring the training
+    set's statistics, or reading the checkpoint's), then training or evaluation."""
+    quiet_known_warnings()
+    with user_errors(SETUP_ERRORS, args.debug):
+        register_coco_datasets(args.register_coco)
+        cfg = load_lazy_config(args.config_file, args.opts)
+        check_output_dir(cfg.train.output_dir)  # default_setup writes there
+        default_setup(cfg, args)
+        setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="freqdet")
+        check_lazy_config(cfg, training=not args.eval_only)
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        if args.eval_only:
+            model = create_ddp_model(model)
+            checkpointer = FreqdetCheckpointer(model, cfg.train.output_dir, trust=args.trust_checkpoint)
+            checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+        else:
+            trainer, checkpointer, interruption = build_training(cfg, model, args.trust_checkpoint)
+            checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+            # A checkpoint records the iteration it ended: continue with the next one.
+            start = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    if args.eval_only:
+        results = evaluate(cfg, model)
+        draw(cfg, model)
+        return results
+    with user_errors(TRAINING_STOPS, args.debug), training_stops(trainer, interruption, LAZY_FIXES):
+        trainer.train(start, cfg.train.max_iter)
+    draw(cfg, model)
+
+
+def parse_args(argv=None):
+    parser = default_argument_parser()
+    add_register_coco_argument(parser)
+    add_debug_argument(parser)
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
+    )
+    args = parser.parse_args(argv)
+    return args
+
+
+if __name__ == "__main__":
+    quiet_known_warnings()
+    args = parse_args()
+    with user_errors((ValueError,), args.debug):
+        if not args.config_file:
+            raise ValueError("no --config-file: give a LazyConfig's path or name (e.g. demo/mask_rcnn_dct_demo.py)")
+        args.config_file = config_path(args.config_file)
+    with launched():
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
