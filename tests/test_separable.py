@@ -7,22 +7,29 @@ from PIL import Image
 
 from freqdet.dct import Geometry, channel_indices, resolve_channels, separable, separable_dct, upscaled_dct
 from freqdet.dct.operators import pil_bilinear_weights
+from freqdet.dct.wire import encode_image
 
-# "cpu": the C kernel where setup.py built it; "cpu-torch": the torch path, as on a GPU.
-DEVICES = ["cpu", "cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
+# "cpu": the C kernel where setup.py built it (its AVX-512 routines where the CPU has them);
+# "cpu-portable": the kernel's portable routines, what other CPUs run; "cpu-torch": the torch
+# path, as on a GPU.
+DEVICES = ["cpu", "cpu-portable", "cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture
 def on(monkeypatch):
-    """The torch device of a DEVICES entry, switching the CPU kernel off for "cpu-torch"."""
+    """The torch device of a DEVICES entry, switching the CPU kernel or its AVX-512 routines off."""
+    switched = []
 
     def select(device: str) -> str:
         if device == "cpu-torch":
             monkeypatch.setattr(separable, "_banded", None)
-            return "cpu"
-        return device
+        elif device == "cpu-portable" and separable._banded is not None:
+            switched.append(separable._banded.use_avx512(False))
+        return "cpu" if device.startswith("cpu") else device
 
-    return select
+    yield select
+    if switched and switched[0]:
+        separable._banded.use_avx512(True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -89,8 +96,8 @@ def test_float_resize_is_pillows_up_to_its_rounding(photo_rgb, size):
     assert np.abs(float_resize(image, *size) - pil).max() <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu-torch"])
-@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400)])
+@pytest.mark.parametrize("device", ["cpu", "cpu-portable", "cpu-torch"])
+@pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400), (150, 100), (90, 40)])
 @pytest.mark.parametrize("hflip, vflip", [(False, False), (True, False), (False, True)])
 def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(photo_rgb, on, device, size, hflip, vflip):
     image = photo_rgb[:200, :170]
@@ -109,16 +116,75 @@ def test_the_cpu_kernel_is_built_and_refuses_bad_arrays():
     C compiler); it checks what it is given instead of reading out of bounds."""
     kernel = separable._banded
     assert kernel is not None, "freqdet.dct._banded was not built: run tools/setup.sh (needs gcc and Python's headers)"
-    plane = np.zeros((8, 8), np.float32)
-    index = np.zeros((2, 6), np.int64)
-    weights = np.zeros((1, 2, 6), np.float32)
-    pairs = np.zeros((1, 2), np.int32)
-    scales = np.ones(1, np.float32)
-    out = np.zeros((1, 2, 2), np.int16)
-    kernel.banded_dct(plane, index, weights, index, weights, pairs, scales, out)
+    image = np.zeros((8, 8, 3), np.uint8)
+    colour, bias = np.ones((1, 3), np.float32), np.zeros(1, np.float32)
+    row_index, row_weights = np.zeros((2, 6), np.int64), np.zeros((1, 2, 6), np.float32)
+    col_index, col_weights = np.zeros((6, 2), np.int32), np.zeros((1, 6, 2), np.float32)
+    pairs, scales = np.zeros((1, 2), np.int32), np.ones(1, np.float32)
+    out = np.zeros((1, 1, 2, 2), np.int16)
+
+    def call(image=image, col_index=col_index, out=out, colour=colour, **kwargs):
+        group = (colour, bias, col_index, col_weights, row_index, row_weights, pairs, scales, out)
+        return kernel.banded_dct(image, [group], **kwargs)
+
+    assert call() is None
+    assert len(call(timed=True)) == 4
     with pytest.raises(ValueError, match="column index is outside"):
-        kernel.banded_dct(plane, index + 8, weights, index, weights, pairs, scales, out)
+        call(col_index=col_index + 8)
     with pytest.raises(ValueError, match="inconsistent shapes"):
-        kernel.banded_dct(plane, index, weights, index, weights, pairs, scales, np.zeros((1, 3, 2), np.int16))
+        call(out=np.zeros((1, 1, 3, 2), np.int16))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(colour=np.ones((1, 2), np.float32))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        call(colour=np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="format"):
-        kernel.banded_dct(plane.astype(np.float64), index, weights, index, weights, pairs, scales, out)
+        call(image=image.astype(np.float64))
+    with pytest.raises(ValueError, match="1 to 8 groups"):
+        kernel.banded_dct(image, [])
+
+
+@pytest.mark.parametrize("layout", ["uint8 HWC", "float32 NCHW", "float64 NCHW", "negative strides"])
+def test_the_cpu_kernel_reads_pixels_in_any_layout(rng, monkeypatch, layout):
+    """The kernel reads the pixels where they lie (the decoder's uint8 (H, W, 3), a float batch,
+    a flipped view through encode_image) and gives the torch path's numbers for each."""
+    images = rng.integers(0, 256, (2, 37, 53, 3)).astype(np.uint8)
+    views = {
+        "uint8 HWC": lambda: torch.from_numpy(images).permute(0, 3, 1, 2),
+        "float32 NCHW": lambda: torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous(),
+        "float64 NCHW": lambda: torch.from_numpy(images).permute(0, 3, 1, 2).double(),
+    }
+    geometry = Geometry((61, 70), hflip=True)
+
+    def transform():
+        if layout == "negative strides":
+            return encode_image(images[0, ::-1, ::-1], 64, "BGR", "float32", geometry)[None]
+        return separable_dct(views[layout](), 64, "BGR", geometry=geometry)
+
+    assert separable._banded is not None
+    kernel = transform()
+    monkeypatch.setattr(separable, "_banded", None)
+    torch.testing.assert_close(kernel, transform(), atol=2e-3, rtol=1e-5)
+
+
+def test_cb_and_cr_with_different_steps_are_not_computed_as_one(rng, on):
+    """The kernel transforms Cb and Cr together when they share channels and steps; with the
+    same channels but different steps each keeps its own."""
+    image = rng.integers(0, 256, (40, 56, 3)).astype(np.uint8)
+    selection = [65, 129]  # the same frequency of Cb and of Cr
+    expected = upscaled_dct(image, selection, "BGR") / np.array([2.0, 3.0])[:, None, None]
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+    out = separable_dct(pixels, selection, "BGR", steps=[2.0, 3.0])[0].numpy()
+    np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
+
+
+def test_stage_seconds_are_recorded_only_while_asked(rng):
+    """The kernel reports where its time goes inside a stages.recording(), and nothing outside."""
+    from freqdet import stages
+
+    pixels = torch.from_numpy(rng.integers(0, 256, (3, 64, 80)).astype(np.uint8))[None]
+    assert separable._banded is not None
+    separable_dct(pixels, 24)
+    with stages.recording() as recorded:
+        separable_dct(pixels, 24)
+    assert set(stages.KERNEL_STAGES) <= set(recorded) and all(recorded[s] > 0 for s in stages.KERNEL_STAGES)
+    assert not stages.active()

@@ -11,6 +11,7 @@ takes Y as it is (``luma_upscale=1``), 8 pixels a cell.
 """
 
 import numbers
+from collections import Counter
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 COMPONENTS = ("Y", "Cb", "Cr")
@@ -93,13 +94,16 @@ def channel_indices(n: int, pattern: str = "square") -> Tuple[int, ...]:
 def validate_channels(indices: Iterable[int]) -> Tuple[int, ...]:
     """Check an explicit selection (integers in 0..191, no repeats, at least one); returns it sorted."""
     values = list(indices)
+    if values and all(type(i) is int for i in values):  # the common case, checked without isinstance
+        if 0 <= min(values) and max(values) < NUM_CHANNELS and len(set(values)) == len(values):
+            return tuple(sorted(values))
     if not values:
         raise ValueError("a channel selection needs at least one channel index")
     bad = [i for i in values if not _is_index(i) or not 0 <= int(i) < NUM_CHANNELS]
     if bad:
         raise ValueError(f"channel indices must be integers in 0..{NUM_CHANNELS - 1}; got {bad}")
     values = [int(i) for i in values]
-    repeated = sorted({i for i in values if values.count(i) > 1})
+    repeated = sorted(i for i, count in Counter(values).items() if count > 1)
     if repeated:
         raise ValueError(f"channel indices are repeated: {repeated}")
     return tuple(sorted(values))

@@ -225,28 +225,49 @@ def frequencies(ks: Tuple[int, ...]) -> Frequencies:
     return Frequencies(us, vs, pairs, tuple(tuple(run) for run in runs))
 
 
+KERNEL_BLOCK = 16  # cells the CPU kernel's column pass sums at once (one AVX-512 vector)
+
+
 class KernelOperator(NamedTuple):
     """:func:`axis_operator` as the CPU kernel takes it, for the cells that read any pixel: cells
-    ``first .. first + len(index) - 1`` of ``cells``; the others are padding alone, whose
-    coefficients are 0 (a window's grey padding)."""
+    ``first .. first + active - 1`` of ``cells``; the others are padding alone, whose
+    coefficients are 0 (a window's grey padding). The row axis is laid out cell by cell, the
+    column axis tap by tap (its pass sums along cells: see ``banded_dct.c``), its cells padded
+    to a multiple of ``KERNEL_BLOCK`` (``padded``) with cells of weight 0."""
 
-    index: np.ndarray  # (active cells, window) int64 input indices
-    weights: np.ndarray  # (len(freqs), active cells, window) float32
+    index: np.ndarray  # rows: (active, window) int64; columns: (window, padded) int32
+    weights: np.ndarray  # rows: (len(freqs), active, window); columns: (len(freqs), window, padded); float32
     first: int
+    active: int
     cells: int
 
 
 @lru_cache(maxsize=2048)
 def kernel_operator(
-    n_in: int, chroma: bool, n_out: int, flip: bool, luma_upscale: int, window: Window, freqs: Tuple[int, ...]
+    n_in: int,
+    chroma: bool,
+    n_out: int,
+    flip: bool,
+    luma_upscale: int,
+    window: Window,
+    freqs: Tuple[int, ...],
+    columns: bool = False,
 ) -> KernelOperator:
-    """:func:`axis_operator` for some frequencies as the CPU kernel takes it (:class:`KernelOperator`)."""
+    """:func:`axis_operator` for some frequencies as the CPU kernel takes it (:class:`KernelOperator`)
+    for the row axis, or with ``columns`` the column axis."""
     op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
     active = np.flatnonzero(np.abs(op.weights).sum(axis=(0, 2)) > 0)
     first, last = (int(active[0]), int(active[-1]) + 1) if len(active) else (0, 0)
+    index, weights = op.index[first:last], op.weights[list(freqs), first:last]
+    if columns:  # padded to whole blocks of the kernel's vectors with cells of weight 0
+        padding = -(last - first) % KERNEL_BLOCK
+        index = np.concatenate([index, np.repeat(index[-1:], padding, axis=0)]) if len(index) else index
+        weights = np.concatenate([weights, np.zeros((len(freqs), padding, weights.shape[2]))], axis=1)
+        index, weights = index.T.astype(np.int32), weights.transpose(0, 2, 1)
     return KernelOperator(
-        np.ascontiguousarray(op.index[first:last]),
-        np.ascontiguousarray(op.weights[list(freqs), first:last], dtype=np.float32),
+        np.ascontiguousarray(index),
+        np.ascontiguousarray(weights, dtype=np.float32),
         first,
+        last - first,
         op.index.shape[0],
     )

@@ -7,7 +7,8 @@ No upscaled or resized image is ever built, and a resize or flip the operators a
 (a :class:`Geometry`) costs nothing more. Two engines run the passes:
 
 - on a CPU, a C kernel (``freqdet.dct._banded``, built from ``banded_dct.c`` beside this
-  file where a C compiler is) that reads each pass's input once per cell and writes the
+  file where a C compiler is) that reads the pixels as they are (uint8, any layout),
+  converts their colours and runs both passes row by row in the cache, and writes the
   wire dtype directly;
 - elsewhere (a GPU, or a CPU without the kernel), batched torch products of small dense
   blocks (:class:`freqdet.dct.operators.BandedOperator`).
@@ -20,11 +21,13 @@ to uint8, which moves coefficients by about one unit).
 """
 
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .. import stages
 from .block import LEVEL_SHIFT
 from .channels import LUMA_UPSCALE, cell_size, resolve_channels, split_by_component
 from .color import RGB_TO_YCBCR, YCBCR_OFFSET, check_format
@@ -91,6 +94,18 @@ def _color_planes(images: torch.Tensor, components: Sequence[int], input_format:
     return planes.add_(bias[:, None]).view(n, len(components), height, width)
 
 
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.int16: np.int16, torch.int8: np.int8}
+
+
+def _empty(shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialized output. On a CPU from numpy's allocator, which asks for huge pages for
+    large arrays: a DCT-192 sample is 21 MB, and its first touch through 4 KB pages (what
+    ``torch.empty`` gets) can cost more than computing it."""
+    if device.type == "cpu" and dtype in _NUMPY_DTYPES:
+        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_DTYPES[dtype]))
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
 def _banded_product(operator: BandedOperator, x: torch.Tensor) -> torch.Tensor:
     """operator @ x for x (N, n_in, M): (N, cells rounded up to CHUNK, len(freqs), M)."""
     chunks, rows, width = operator.blocks.shape
@@ -114,41 +129,88 @@ def _exact_float32(device: torch.device):
             torch.backends.cuda.matmul.allow_tf32 = True
 
 
+@lru_cache(maxsize=None)
+def _colour_rows(components: Tuple[int, ...], input_format: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The components' rows of the colour matrix in the pixels' channel order and their offsets
+    minus the level shift (float32): a plane is ``row @ pixel + offset``."""
+    rows = RGB_TO_YCBCR[list(components)]
+    if check_format(input_format) == "BGR":
+        rows = rows[:, ::-1]
+    offsets = YCBCR_OFFSET[list(components)] - LEVEL_SHIFT
+    return np.ascontiguousarray(rows, dtype=np.float32), offsets.astype(np.float32)
+
+
+def _kernel_groups(wanted: Sequence[Tuple[int, Sequence[int]]], steps: Optional[Sequence[float]]):
+    """(components, ks, first channel, steps) of each group the kernel runs at once: Cb and Cr
+    together when they keep the same channels with the same steps (their operators are the same)."""
+    groups, first = [], 0
+    for component, ks in wanted:
+        part = None if steps is None else tuple(float(x) for x in steps[first : first + len(ks)])
+        previous = groups[-1] if groups else None
+        if previous and component > 0 and previous[0][-1] > 0 and previous[1] == tuple(ks) and previous[3] == part:
+            groups[-1] = (previous[0] + (component,), *previous[1:])
+        else:
+            groups.append(((component,), tuple(ks), first, part))
+        first += len(ks)
+    return groups
+
+
+@lru_cache(maxsize=256)
+def _kernel_plans(rows: tuple, cols: tuple, wanted: tuple, input_format: str, steps: Optional[tuple]) -> list:
+    """Per group of :func:`_kernel_groups`: its colour rows, operators, pairs, scales and channels
+    (first, count) in the output; cached, as an image's size and geometry often repeat."""
+    plans = []
+    for components, ks, first, part in _kernel_groups(wanted, steps):
+        chroma = components[0] > 0
+        freqs = frequencies(ks)
+        row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us)
+        col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True)
+        scales = np.ones(len(ks), np.float32) if part is None else (1.0 / np.asarray(part)).astype(np.float32)
+        count = len(components) * len(ks)
+        plans.append((_colour_rows(components, input_format), row, col, freqs.pairs, scales, first, count))
+    return plans
+
+
 def _apply_kernel(
-    plane: torch.Tensor,
+    images: torch.Tensor,
+    wanted: Sequence[Tuple[int, Sequence[int]]],
     rows: tuple,
     cols: tuple,
-    ks: Sequence[int],
+    input_format: str,
     out: torch.Tensor,
     steps: Optional[Sequence[float]],
 ) -> None:
-    """:func:`_apply_torch` by the C kernel (``freqdet._banded``), image by image, into ``out``:
-    straight, or, when a window's padding leaves whole cells of grey, for the cells that read
-    pixels, the others set to 0."""
-    freqs = frequencies(tuple(ks))
-    row, col = kernel_operator(*rows, freqs.us), kernel_operator(*cols, freqs.vs)
-    scales = np.ones(len(ks), dtype=np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
-    whole = len(row.index) == row.cells and len(col.index) == col.cells
-    for n in range(plane.shape[0]):
-        target = out[n].numpy() if whole else np.empty((len(ks), len(row.index), len(col.index)), out.numpy().dtype)
-        if target.size:
-            _banded.banded_dct(
-                plane[n].contiguous().numpy(),
-                col.index,
-                col.weights,
-                row.index,
-                row.weights,
-                freqs.pairs,
-                scales,
-                target,
-            )
-        if not whole:
-            out[n].zero_()
-            rows_at, cols_at = (
-                slice(row.first, row.first + len(row.index)),
-                slice(col.first, col.first + len(col.index)),
-            )
-            out[n, :, rows_at, cols_at] = torch.from_numpy(target)
+    """The whole transform by the C kernel (``freqdet.dct._banded``), colour conversion included,
+    image by image, into ``out``: straight, or, when a window's padding leaves whole cells of
+    grey, for the cells that read pixels, the others set to 0.
+
+    ``rows`` and ``cols``: the :func:`~.operators.axis_operator` arguments of each axis but the
+    chroma flag. The kernel reads uint8 or float32 pixels in any memory layout.
+    """
+    pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
+    pixels = pixels.permute(0, 2, 3, 1)  # (N, H, W, 3) views; a decoded image's own layout
+    wanted = tuple((component, tuple(ks)) for component, ks in wanted)
+    plans = _kernel_plans(rows, cols, wanted, input_format, None if steps is None else tuple(steps))
+    timed = stages.active()
+    for n in range(images.shape[0]):
+        groups, padded = [], []
+        for (colour, bias), row, col, pairs, scales, first, count in plans:
+            channels = out[n, first : first + count].view(len(colour), len(scales), *out.shape[-2:])
+            if row.active == row.cells and col.active == col.cells:
+                target = channels.numpy()
+            else:
+                channels.zero_()
+                target = np.empty((*channels.shape[:2], row.active, col.active), channels.numpy().dtype)
+                padded.append((channels, row, col, target))
+            if target.size:
+                groups.append((colour, bias, col.index, col.weights, row.index, row.weights, pairs, scales, target))
+        if groups:
+            seconds = _banded.banded_dct(pixels[n].numpy(), groups, timed=timed)
+            for name, spent in zip(stages.KERNEL_STAGES, seconds or ()):
+                stages.add(name, spent)
+        for channels, row, col, target in padded:
+            rows_at, cols_at = slice(row.first, row.first + row.active), slice(col.first, col.first + col.active)
+            channels[..., rows_at, cols_at] = torch.from_numpy(target)
 
 
 def _apply_torch(
@@ -224,17 +286,20 @@ def separable_dct(
     resized_h, resized_w = geometry.resized_size(height, width)
     row_window, col_window = geometry.windows(height, width)
     out_h, out_w = geometry.output_size(height, width)
-    planes = _color_planes(images, [c for c, _ in wanted], input_format)
     cell = cell_size(luma_upscale)
     out_shape = (images.shape[0], len(selection), -(-out_h // cell), -(-out_w // cell))
-    out = torch.empty(out_shape, dtype=dtype, device=planes.device)
-    apply = _apply_kernel if _banded is not None and planes.device.type == "cpu" else _apply_torch
+    out = _empty(out_shape, dtype, images.device)
+    rows = (int(height), resized_h, bool(geometry.vflip), luma_upscale, row_window)
+    cols = (int(width), resized_w, bool(geometry.hflip), luma_upscale, col_window)
+    if _banded is not None and images.device.type == "cpu":
+        _apply_kernel(images, wanted, rows, cols, input_format, out, steps)
+        return out
+    planes = _color_planes(images, [c for c, _ in wanted], input_format)
     first = 0
     for index, (component, ks) in enumerate(wanted):
         chroma = component > 0
-        rows = (int(height), chroma, resized_h, bool(geometry.vflip), luma_upscale, row_window)
-        cols = (int(width), chroma, resized_w, bool(geometry.hflip), luma_upscale, col_window)
         part = None if steps is None else steps[first : first + len(ks)]
-        apply(planes[:, index], rows, cols, ks, out[:, first : first + len(ks)], part)
+        component_rows, component_cols = (rows[0], chroma, *rows[1:]), (cols[0], chroma, *cols[1:])
+        _apply_torch(planes[:, index], component_rows, component_cols, ks, out[:, first : first + len(ks)], part)
         first += len(ks)
     return out

@@ -91,7 +91,9 @@ def encode_image(
     image: np.ndarray, selection: Sequence[int], input_format: str, dtype: str, geometry: Geometry = Geometry()
 ) -> torch.Tensor:
     """One (H, W, 3) uint8 image (any strides: flips, crops) -> (C, ceil(h/4), ceil(w/4)) wire tensor."""
-    pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+    if not image.flags.writeable or min(image.strides) < 0:  # torch takes neither
+        image = np.array(image)
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
     return encode(pixels, selection, input_format, dtype, geometry)[0]
 
 

@@ -13,6 +13,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import META_ARCH_REGISTRY
 from PIL import Image
 
+from .. import stages
 from ..dct import NUM_CHANNELS, Geometry, resolve_channels
 from ..dct.wire import encode_image
 from ..io import ImageDecodeError, read_image, read_jpeg_coefficients
@@ -220,7 +221,8 @@ class DCTDatasetMapper(DatasetMapper):
 
     def _map_jpeg(self, dataset_dict):
         """The compressed-domain path: the file's coefficients, geometry applied on its block grids."""
-        coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
+        with stages.stage(stages.JPEG_COEFFICIENTS):
+            coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
         shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
         utils.check_image_size(dataset_dict, shape)
         transforms = self._augmentation_transforms(shape)
@@ -256,7 +258,8 @@ class DCTDatasetMapper(DatasetMapper):
         if self.source == "jpeg":
             transforms, image_shape = self._map_jpeg(dataset_dict)
             return self._finish(dataset_dict, transforms, image_shape)
-        image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
+        with stages.stage(stages.DECODE):
+            image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
         return self._map_pixels(dataset_dict, image)
 
     def _map_pixels(self, dataset_dict, image):
@@ -266,16 +269,17 @@ class DCTDatasetMapper(DatasetMapper):
             return self._map_release(dataset_dict, image)
 
         geometry = None
-        if self.fuse:
-            transforms = self._augmentation_transforms(image)
-            geometry = absorbable(transforms)
-            transforms = T.TransformList(transforms)
-            if geometry is None:
-                image = transforms.apply_image(image)
-        else:
-            aug_input = T.AugInput(image)
-            transforms = self.augmentations(aug_input)
-            image = aug_input.image
+        with stages.stage(stages.AUGMENTATION):
+            if self.fuse:
+                transforms = self._augmentation_transforms(image)
+                geometry = absorbable(transforms)
+                transforms = T.TransformList(transforms)
+                if geometry is None:
+                    image = transforms.apply_image(image)
+            else:
+                aug_input = T.AugInput(image)
+                transforms = self.augmentations(aug_input)
+                image = aug_input.image
 
         geometry = geometry or Geometry()
         image_shape = geometry.output_size(*image.shape[:2])
@@ -302,7 +306,8 @@ class DCTDatasetMapper(DatasetMapper):
             dataset_dict.pop("annotations", None)
             return dataset_dict
         if "annotations" in dataset_dict:
-            self._transform_annotations(dataset_dict, transforms, image_shape)
+            with stages.stage(stages.ANNOTATIONS):
+                self._transform_annotations(dataset_dict, transforms, image_shape)
         return dataset_dict
 
 
