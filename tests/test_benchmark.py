@@ -34,6 +34,7 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
         "400",
         "--lsj-size",
         "256",
+        "--stages",
         "--output",
         str(tmp_path),
     ]
@@ -41,9 +42,10 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert (tmp_path / "benchmark.md").read_text().startswith("Machine:")
 
-    sizes = []
+    sizes, photo_sizes = [], []
     for name in report["images"]:
         w, h = Image.open(name).size
+        photo_sizes.append((h, w))
         sizes.append(ResizeShortestEdge.get_output_shape(h, w, 800, 1333))
     pixels = np.mean([3 * h * w for h, w in sizes])
     cells = np.mean([-(-h // 4) * -(-w // 4) for h, w in sizes])
@@ -52,6 +54,15 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     assert mappers["DCT-24 int16"]["bytes_per_sample"] == 24 * 2 * cells
     assert mappers["DCT-24 int8"]["bytes_per_sample"] == 24 * cells
     assert all(m["images_per_s"] > 0 for m in mappers.values())
+    # The decode alone is the yardstick of every row; the stages add up to the rows' time.
+    decode = mappers["libjpeg-turbo decode to BGR only (freqdet.io.read_image)"]
+    assert decode["time_vs_decode"] == 1.0 and decode["bytes_per_sample"] == np.mean(
+        [h * w * 3 for h, w in photo_sizes]
+    )
+    assert mappers["DCT-24 int16"]["time_vs_decode"] > 0
+    staged = report["stages_ms_per_image"]["DCT-24 int16"]
+    kernel = ["colour conversion", "transform pass 1 (columns)", "transform pass 2 (rows)", "wire dtype stores"]
+    assert all(staged[s] > 0 for s in ["decode (libjpeg-turbo)", "augmentation (draw the transforms)", *kernel])
     # Large-scale jitter: every sample is the crop, padded to 256 x 256, whatever the photo.
     assert mappers["stock DatasetMapper, LSJ 256"]["bytes_per_sample"] == 3 * 256 * 256
     for way in ("crop and pad absorbed", "pixels cropped and padded first"):

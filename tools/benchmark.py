@@ -4,15 +4,18 @@
     python tools/benchmark.py                  # CPU: mappers, bytes, train step
     python tools/benchmark.py --device cuda    # also loader-to-GPU throughput
 
-In one process, on the same real JPEGs (photos shipped with matplotlib and scikit-learn,
-and the demo dataset's validation images), interleaved round by round so that machine
+In one process, on the same real JPEGs (photos shipped with matplotlib and scikit-learn;
+``--demo-images`` adds some of the demo dataset's validation images), interleaved round by round so that machine
 noise hits every variant alike:
 
-- mappers, one thread (images/s per core): Detectron2's ``DatasetMapper`` against
-  ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype, and with the
+- mappers, one thread (median ms per image, images/s per core): Detectron2's ``DatasetMapper``
+  against ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype, and with the
   transform left to the device, all with Detectron2's COCO training augmentation
   (ResizeShortestEdge 800 / 1333 and a horizontal flip), and the compressed-domain path
-  that reads the JPEG's own coefficients; and the same for large-scale jitter (Detectron2's
+  that reads the JPEG's own coefficients, next to the JPEG decode alone (libjpeg-turbo to
+  BGR, ``freqdet.io.read_image``: the floor of any pixel path); with ``--stages``, where each
+  DCT mapper's time goes (decode, augmentation, colour conversion, the transform's two passes,
+  the wire dtype's stores, annotations, the rest); and the same for large-scale jitter (Detectron2's
   LSJ recipes: ResizeScale 0.1-2.0, FixedSizeCrop 1024, flip), stock against DCT-24, the
   crop and pad absorbed by the frequency transform or applied to the pixels first;
 - bytes per sample: the tensor each mapper ships to the model;
@@ -38,12 +41,15 @@ import time
 import numpy as np
 import torch
 
+from freqdet import stages
+
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 from freqdet.dct.wire import encode_image
 from freqdet.demo import packaged_photos
 from freqdet.detection import DCTDatasetMapper, DCTPredictor
 from freqdet.detection.config import load_config
 from freqdet.detection.inputs import shipped_bytes
+from freqdet.io import read_image
 from freqdet.io.coefficients import check_available
 from freqdet.known_warnings import quiet_known_warnings
 from freqdet.machine import describe_machine
@@ -61,9 +67,10 @@ from detectron2.utils.events import EventStorage
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def photos(num_demo: int):
-    """Dataset dicts of real JPEGs: packaged photos plus some demo validation images."""
-    paths = packaged_photos()
+def photos(num_demo: int, images=None):
+    """Dataset dicts of real JPEGs: the given files, or the packaged photos, plus some demo
+    validation images."""
+    paths = sorted(images) if images else packaged_photos()
     dicts = [{"file_name": p, "image_id": i} for i, p in enumerate(paths)]
     demo = evenly_spaced(DatasetCatalog.get("freqdet_demo_val"), num_demo) if num_demo else []
     return dicts + [{"file_name": d["file_name"], "image_id": 100 + i} for i, d in enumerate(demo)]
@@ -77,10 +84,19 @@ def base_cfg(config: str, device: str):
     return cfg
 
 
+DECODE_ONLY = "libjpeg-turbo decode to BGR only (freqdet.io.read_image)"
+
+
+def decode_only(dataset_dict):
+    """The decode every pixel path starts with, and nothing else."""
+    with stages.stage(stages.DECODE):
+        return {"image": torch.from_numpy(read_image(dataset_dict["file_name"], format="BGR"))}
+
+
 def mapper_variants(channel_counts, wires):
-    """(name, mapper, config) for stock and each DCT variant."""
+    """(name, mapper, config) for the decode alone, stock and each DCT variant."""
     cfg = base_cfg("mask_rcnn_rgb_R50_FPN.yaml", "cpu")
-    variants = [("stock DatasetMapper (uint8 pixels)", DatasetMapper(cfg, True), cfg)]
+    variants = [(DECODE_ONLY, decode_only, None), ("stock DatasetMapper (uint8 pixels)", DatasetMapper(cfg, True), cfg)]
     for n in channel_counts:
         for wire in wires:
             cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
@@ -128,7 +144,7 @@ def compressed_path_available() -> bool:
 
 
 def bench_mappers(dicts, variants, rounds: int):
-    """Mean seconds per image and bytes per sample of each mapper, interleaved by round."""
+    """Median seconds per image and mean bytes per sample of each mapper, interleaved by round."""
     torch.set_num_threads(1)
     times = {name: [] for name, *_ in variants}
     nbytes = {name: [] for name, *_ in variants}
@@ -146,7 +162,49 @@ def bench_mappers(dicts, variants, rounds: int):
                 if r == 0:
                     nbytes[name].append(shipped_bytes(out))
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
-    return {name: (statistics.fmean(times[name]), statistics.fmean(nbytes[name])) for name in times}
+    return {name: (statistics.median(times[name]), statistics.fmean(nbytes[name])) for name in times}
+
+
+OTHER = "the rest (Python, dict copies, allocation)"
+
+
+def bench_stages(dicts, variants, rounds: int):
+    """Mean ms per image of each stage of each mapper (:mod:`freqdet.stages`), and the rest of
+    its time: the stages are recorded, mapper by mapper, round by round, on one thread."""
+    torch.set_num_threads(1)
+    spent = {name: {} for name, *_ in variants}
+    totals = {name: 0.0 for name, *_ in variants}
+    for r in range(rounds):
+        for name, mapper, _ in variants:
+            np.random.seed(r)
+            with stages.recording() as recorded:
+                start = time.perf_counter()
+                for d in dicts:
+                    mapper(copy.deepcopy(d))
+                totals[name] += time.perf_counter() - start
+            for stage, seconds in recorded.items():
+                spent[name][stage] = spent[name].get(stage, 0.0) + seconds
+    calls = rounds * len(dicts)
+    table = {}
+    for name in spent:
+        per_image = {stage: 1e3 * seconds / calls for stage, seconds in spent[name].items()}
+        per_image[OTHER] = 1e3 * totals[name] / calls - sum(per_image.values())
+        table[name] = per_image
+    return table
+
+
+def stage_lines(table) -> list:
+    """The per-stage table as markdown lines: a row per stage, a column per mapper."""
+    names = list(table)
+    order = [stages.DECODE, stages.AUGMENTATION, *stages.KERNEL_STAGES, stages.ANNOTATIONS, OTHER]
+    rows = [s for s in order if any(s in table[n] for n in names)]
+    rows += sorted({s for n in names for s in table[n]} - set(rows))
+    lines = ["| stage, ms per image | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
+    for stage in rows:
+        lines.append(f"| {stage} | " + " | ".join(f"{table[n].get(stage, 0.0):.2f}" for n in names) + " |")
+    totals = [sum(table[n].values()) for n in names]
+    lines.append("| **total** | " + " | ".join(f"**{t:.2f}**" for t in totals) + " |")
+    return lines
 
 
 def synthetic_batch(height: int, width: int, n: int = 2):
@@ -297,8 +355,17 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the images")
-    parser.add_argument("--demo-images", type=int, default=12, help="demo validation images to add")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds over the images")
+    parser.add_argument("--demo-images", type=int, default=0, help="demo validation images to add to the photos")
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="JPEG",
+        help="your own JPEGs instead of the photos matplotlib and scikit-learn ship",
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="also time each DCT mapper's stages (decode, transform passes, ...)"
+    )
     parser.add_argument("--channels", type=int, nargs="+", default=[24, 64, 192])
     parser.add_argument("--wires", nargs="+", default=["int16", "int8", "float32"])
     parser.add_argument(
@@ -325,26 +392,37 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
-    dicts = photos(args.demo_images)
+    missing = [path for path in args.images or [] if not os.path.isfile(path)]
+    if missing:
+        print(f"--images: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    dicts = photos(args.demo_images, args.images)
     host = describe_machine()
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     lsj = lsj_variants(args.lsj_size) if args.lsj_size else []
     mappers = bench_mappers(dicts, variants + lsj, args.rounds)
     report = {"machine": host, "images": [d["file_name"] for d in dicts], "mappers": {}}
+    decode_time = mappers[DECODE_ONLY][0]
     lines = [
-        f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread.",
+        f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread, "
+        "median per image.",
         "",
-        "| mapper | images/s per core | vs stock | bytes per sample | vs stock |",
-        "|---|---:|---:|---:|---:|",
+        "| mapper | ms per image | images/s per core | vs stock | vs decode alone | bytes per sample | vs stock |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for group, heading in ((variants, None), (lsj, f"LSJ mapper ({args.lsj_size}), same augmentation")):
         if not group:
             continue
-        stock_time, stock_bytes = mappers[group[0][0]]
+        stock = next(name for name, *_ in group if name.startswith("stock"))
+        stock_time, stock_bytes = mappers[stock]
         if heading:
-            lines += ["", f"| {heading} | images/s per core | vs stock LSJ | bytes per sample | vs stock LSJ |"]
-            lines.append("|---|---:|---:|---:|---:|")
+            lines += [
+                "",
+                f"| {heading} | ms per image | images/s per core | vs stock LSJ | vs decode alone "
+                "| bytes per sample | vs stock LSJ |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
         for name, *_ in group:
             seconds, nbytes = mappers[name]
             report["mappers"][name] = {
@@ -352,12 +430,20 @@ def run(args) -> int:
                 "images_per_s": 1 / seconds,
                 "bytes_per_sample": nbytes,
                 "throughput_vs_stock": stock_time / seconds,
+                "time_vs_decode": seconds / decode_time,
                 "bytes_vs_stock": nbytes / stock_bytes,
             }
             lines.append(
-                f"| {name} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
-                f"| {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
+                f"| {name} | {seconds * 1e3:.2f} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
+                f"| {seconds / decode_time:.2f}x | {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
             )
+
+    if args.stages:
+        staged = [v for v in variants if v[0] == DECODE_ONLY or (v[0].startswith("DCT-") and "device" not in v[0])]
+        table = bench_stages(dicts, staged, args.rounds)
+        report["stages_ms_per_image"] = table
+        lines += ["", f"Where the time goes ({args.rounds} rounds, mean ms per image, one thread):", ""]
+        lines += stage_lines(table)
 
     if args.train_steps > 0:
         steps = bench_train_step(args.device, args.train_size, args.train_steps)
