@@ -35,10 +35,9 @@ from freqdet.detection.bad_images import SkippedImagesHook
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.checks import check_output_dir
 from freqdet.detection.cli import (
-    add_debug_argument,
-    add_register_coco_argument,
     launched,
     register_coco_datasets,
+    training_argument_parser,
     user_errors,
 )
 from freqdet.detection.interruption import InterruptionHook
@@ -46,7 +45,7 @@ from freqdet.detection.lazy import check_lazy_config, dataset_names, load_lazy_c
 from freqdet.detection.predictions import draw_predictions
 from freqdet.detection.trainer import LAZY_FIXES, TRAINING_STOPS, training_stops
 from freqdet.known_warnings import quiet_known_warnings
-from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
+from freqdet.safe_load import UntrustedCheckpointError
 
 # isort: split
 import detectron2.utils.comm as comm
@@ -54,7 +53,6 @@ from detectron2.config import instantiate
 from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
-    default_argument_parser,
     default_setup,
     default_writers,
     hooks,
@@ -150,16 +148,7 @@ def main(args):
 
 
 def parse_args(argv=None):
-    parser = default_argument_parser()
-    add_register_coco_argument(parser)
-    add_debug_argument(parser)
-    parser.add_argument(
-        TRUST_FLAG,
-        action="store_true",
-        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
-    )
-    args = parser.parse_args(argv)
-    return args
+    return training_argument_parser().parse_args(argv)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,10 @@ import os
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.checks import check_config, check_output_dir
 from freqdet.detection.cli import (
-    add_debug_argument,
-    add_register_coco_argument,
     classes_override,
     launched,
     register_coco_datasets,
+    training_argument_parser,
     user_errors,
 )
 from freqdet.detection.config import config_path, load_config
@@ -34,11 +33,11 @@ from freqdet.detection.mapper import build_mapper
 from freqdet.detection.predictions import draw_predictions
 from freqdet.detection.trainer import TRAINING_STOPS, DCTTrainer
 from freqdet.known_warnings import quiet_known_warnings
-from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
+from freqdet.safe_load import UntrustedCheckpointError
 
 # isort: split
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
@@ -113,15 +112,7 @@ def main(args):
 
 
 def parse_args(argv=None):
-    parser = default_argument_parser()
-    add_register_coco_argument(parser)
-    add_debug_argument(parser)
-    parser.add_argument(
-        TRUST_FLAG,
-        action="store_true",
-        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
-    )
-    return parser.parse_args(argv)
+    return training_argument_parser().parse_args(argv)
 
 
 def resolve_config_file(args):

@@ -94,9 +94,6 @@ def channel_indices(n: int, pattern: str = "square") -> Tuple[int, ...]:
 def validate_channels(indices: Iterable[int]) -> Tuple[int, ...]:
     """Check an explicit selection (integers in 0..191, no repeats, at least one); returns it sorted."""
     values = list(indices)
-    if values and all(type(i) is int for i in values):  # the common case, checked without isinstance
-        if 0 <= min(values) and max(values) < NUM_CHANNELS and len(set(values)) == len(values):
-            return tuple(sorted(values))
     if not values:
         raise ValueError("a channel selection needs at least one channel index")
     bad = [i for i in values if not _is_index(i) or not 0 <= int(i) < NUM_CHANNELS]
@@ -111,7 +108,7 @@ def validate_channels(indices: Iterable[int]) -> Tuple[int, ...]:
 
 def _is_index(value) -> bool:
     """True for Python and numpy integers; False for bools, floats and strings."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, numbers.Integral) and not isinstance(value, bool))
 
 
 def resolve_channels(channels: Union[int, Sequence[int]], pattern: str = "square") -> Tuple[int, ...]:

@@ -80,6 +80,24 @@ def classes_override(cfg, registered: dict, opts: Sequence[str]) -> List[str]:
 DEBUG_ENV = "FREQDET_DEBUG"
 
 
+def training_argument_parser() -> argparse.ArgumentParser:
+    """Detectron2's ``default_argument_parser`` with what freqdet's training tools add:
+    ``--register-coco``, ``--debug`` and the flag that trusts pickled checkpoints."""
+    from detectron2.engine import default_argument_parser
+
+    from ..safe_load import TRUST_FLAG
+
+    parser = default_argument_parser()
+    add_register_coco_argument(parser)
+    add_debug_argument(parser)
+    parser.add_argument(
+        TRUST_FLAG,
+        action="store_true",
+        help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
+    )
+    return parser
+
+
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--debug",

@@ -343,6 +343,23 @@ def check_lazy_config(cfg: DictConfig, training: bool = True) -> None:
     check_datasets(None, names)
 
 
+def model_zoo_with_dct_input(name: str, channels: ChannelsArg = 24, pattern: str = "square"):
+    """Detectron2's model-zoo LazyConfig ``name`` with its input switched to DCT by
+    :func:`use_dct_input`, nothing else changed: ``(model, dataloader, optimizer, lr_multiplier,
+    train)``, what a config file exports. The LSJ recipes give the heads' norm as a lambda
+    building ``NaiveSyncBatchNorm(c, stats_mode="N")``, which ``LazyConfig.save`` cannot write;
+    it becomes that layer's name in ``detectron2.layers.get_norm``."""
+    from detectron2.model_zoo import get_config
+
+    cfg = get_config(name)
+    use_dct_input(cfg.model, cfg.dataloader, cfg.optimizer, channels=channels, pattern=pattern)
+    heads = cfg.model.get("roi_heads", {})
+    for head in ("box_head", "mask_head"):
+        if head in heads and callable(heads[head].get("conv_norm")):
+            heads[head].conv_norm = "naiveSyncBN_N"
+    return cfg.model, cfg.dataloader, cfg.optimizer, cfg.lr_multiplier, cfg.train
+
+
 def without_masks(model: DictConfig, dataloader: Optional[DictConfig] = None) -> None:
     """Make a LazyConfig's Mask R-CNN a Faster R-CNN, in place: no mask head, no masks loaded."""
     model.roi_heads.update(mask_in_features=None, mask_pooler=None, mask_head=None)
