@@ -14,10 +14,9 @@ JPEG_COEFFICIENTS = "read the JPEG's coefficients (libjpeg)"
 AUGMENTATION = "augmentation (draw the transforms)"
 COLOUR = "colour conversion"
 PASS_COLUMNS = "transform pass 1 (columns)"
-PASS_ROWS = "transform pass 2 (rows)"
-STORES = "wire dtype stores"
+PASS_ROWS = "transform pass 2 (rows) and the wire dtype's stores"
 ANNOTATIONS = "annotations"
-KERNEL_STAGES = (COLOUR, PASS_COLUMNS, PASS_ROWS, STORES)  # the order banded_dct reports them in
+KERNEL_STAGES = (COLOUR, PASS_COLUMNS, PASS_ROWS)  # the order banded_dct reports them in
 
 _totals: Optional[Dict[str, float]] = None
 

@@ -61,7 +61,7 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     )
     assert mappers["DCT-24 int16"]["time_vs_decode"] > 0
     staged = report["stages_ms_per_image"]["DCT-24 int16"]
-    kernel = ["colour conversion", "transform pass 1 (columns)", "transform pass 2 (rows)", "wire dtype stores"]
+    kernel = ["colour conversion", "transform pass 1 (columns)", "transform pass 2 (rows) and the wire dtype's stores"]
     assert all(staged[s] > 0 for s in ["decode (libjpeg-turbo)", "augmentation (draw the transforms)", *kernel])
     # Large-scale jitter: every sample is the crop, padded to 256 x 256, whatever the photo.
     assert mappers["stock DatasetMapper, LSJ 256"]["bytes_per_sample"] == 3 * 256 * 256

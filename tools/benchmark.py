@@ -15,7 +15,7 @@ noise hits every variant alike:
   that reads the JPEG's own coefficients, next to the JPEG decode alone (libjpeg-turbo to
   BGR, ``freqdet.io.read_image``: the floor of any pixel path); with ``--stages``, where each
   DCT mapper's time goes (decode, augmentation, colour conversion, the transform's two passes,
-  the wire dtype's stores, annotations, the rest); and the same for large-scale jitter (Detectron2's
+  the second with the wire dtype's stores, annotations, the rest); and the same for large-scale jitter (Detectron2's
   LSJ recipes: ResizeScale 0.1-2.0, FixedSizeCrop 1024, flip), stock against DCT-24, the
   crop and pad absorbed by the frequency transform or applied to the pixels first;
 - bytes per sample: the tensor each mapper ships to the model;

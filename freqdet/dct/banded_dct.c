@@ -11,18 +11,21 @@
  *   across[h][v][j] = sum_t col_weights[v][t][j] * P[h][col_index[t][j]]              (pass 1)
  *   out[c][i][j]    = scale[c] * sum_t row_weights[u_c][i][t] * across[row_index[i][t]][v_c][j]  (pass 2)
  *
- * with (u_c, v_c) the frequency pair of output channel c. No plane is transposed: pass 1
- * works one image row at a time, converting its colours into a line that stays in the L1
- * cache, gathering each tap's pixels for every cell once (for all v), then summing with
- * per-cell weights along j; its result is laid out so that pass 2 sums a few whole rows with
- * one weight each, for every v needed with a u in one sum, in chunks whose sources stay in
- * the L1 cache across the u. The stores write the wire dtype directly: int16 / int8 rounded
- * to nearest (half away from zero) and clamped, or float32. Components with the same operators
- * and channels (Cb and Cr) go as the planes of one group: one pass over the pixels converts
- * their colours, and each weight and index loaded serves every plane.
+ * with (u_c, v_c) the frequency pair of output channel c. No plane is transposed. The groups
+ * advance together, cell row by cell row, and share a small ring of colour lines: each image row
+ * is read and converted once, for every component at once, when a cell row first needs it.
+ * Pass 1 runs on the image rows a cell row needs that its group's ring (in the L2 cache) lacks,
+ * gathering each tap's pixels for every cell once (for all v), then summing with per-cell
+ * weights along j; its result is laid out so that pass 2 sums a few whole rows with one weight
+ * each. Components with the same operators and channels (Cb and Cr) go as the planes of one
+ * group, so that each weight and index loaded serves every plane. The stores write the wire
+ * dtype directly: int16 / int8 rounded to nearest (half away from zero) and clamped, or float32;
+ * with AVX-512 pass 2 sums 16 cells of every u paired with one v from the same loaded rows and
+ * stores them at once, elsewhere it fills a row buffer (in chunks whose sources stay in the L1
+ * cache across the u) that the stores then read.
  *
- * With timed=True, banded_dct returns the seconds spent in the colour conversion, pass 1,
- * pass 2 and the stores (for tools/benchmark.py --stages); otherwise None.
+ * With timed=True, banded_dct returns the seconds spent in the colour conversion, pass 1, and
+ * pass 2 with the stores (one loop with AVX-512; for tools/benchmark.py --stages); otherwise None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -171,12 +174,14 @@ typedef struct {
 } Image;
 
 #define MAX_PLANES 3
+#define MAX_COLOURS 8 /* distinct colour rows (components) over all groups */
 
 /* One group's arguments and scratch: `planes` colour planes sharing operators and channels. */
 typedef struct {
     Py_ssize_t planes;
     const float *colour;      /* (planes, K) */
     const float *bias;        /* (planes,) */
+    int plane[MAX_PLANES];    /* each plane's line in the shared colour lines */
     const int32_t *col_index; /* (wc, cw): cw >= width, the cells past width padding of weight 0 */
     const float *col_weights; /* (nv, wc, cw) */
     const int64_t *row_index; /* (ch, wr) */
@@ -187,6 +192,7 @@ typedef struct {
     int kind;                 /* 16, 8 or 32 bits */
     Py_ssize_t cw, width, wc, nv, ch, wr, nu, C;
     Py_ssize_t v_lo[8], v_hi[8];
+    int with_v[8], u_of[8][8], c_of[8][8]; /* per v: how many channels have it, their u and channel */
     Py_ssize_t ring;   /* pass-1 rows kept: the most that one cell row reads */
     float *across;     /* (ring, planes, nv, cw): image row h in slot h % ring */
     Py_ssize_t *held;  /* (ring,): the image row each slot holds, or -1 */
@@ -195,47 +201,59 @@ typedef struct {
     int32_t *spans;    /* (ceil(cw / 16),): 64 or 128 when its indices lie within that many floats of it, or 0 */
 } Group;
 
+/* The distinct colour rows of all groups and a ring of their lines: image row h converted for
+ * every component, in slot h % size, kept while any group's cell rows of this step or the last
+ * read it. */
+typedef struct {
+    Py_ssize_t count;
+    float matrix[MAX_COLOURS][3], bias[MAX_COLOURS];
+    Py_ssize_t size, stride; /* slots; floats per line (LINE_PADDING readable floats past the image) */
+    float *lines;            /* (size, count, stride) */
+    Py_ssize_t *held;        /* (size,): the image row each slot holds, or -1 */
+} Colours;
+
 /* A plane's value from a pixel's three channels: one expression for every memory layout, so
  * that uint8 pixels and the same pixels as float32 give the same numbers. */
 INLINE float colour_value(const float *m, float bias, float x0, float x1, float x2) {
     return m[0] * x0 + m[1] * x1 + m[2] * x2 + bias;
 }
 
-/* lines[l * stride + w] = P[h][w] of each plane l of a group. */
-VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Group *p, float *restrict lines,
-                                       Py_ssize_t stride) {
-    const Py_ssize_t W = x->W;
-    const float *m = p->colour, *bias = p->bias;
-    float *restrict a = lines, *restrict b = lines + stride, *restrict c = lines + 2 * stride;
-    if (!x->is_float && x->stride_k == 1 && x->stride_w == 3) { /* decoded JPEGs */
+INLINE float pixel(const Image *x, const char *at, int k) {
+    return x->is_float ? *(const float *)(at + k * x->stride_k) : (float)*(const uint8_t *)(at + k * x->stride_k);
+}
+
+/* lines[q * stride + w] = P[h][w] of every colour q, portably. */
+VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Colours *c, float *restrict lines) {
+    const Py_ssize_t W = x->W, stride = c->stride;
+    float *restrict a = lines, *restrict b = lines + stride, *restrict d = lines + 2 * stride;
+    const float *ma = c->matrix[0], *mb = c->matrix[1], *md = c->matrix[2];
+    const float ba = c->bias[0], bb = c->bias[1], bd = c->bias[2];
+    if (!x->is_float && x->stride_k == 1 && x->stride_w == 3 && c->count <= 3) { /* decoded JPEGs */
         const uint8_t *restrict row = (const uint8_t *)(x->data + h * x->stride_h);
-        const float b0 = bias[0], b1 = p->planes > 1 ? bias[1] : 0.0f, b2 = p->planes > 2 ? bias[2] : 0.0f;
-        if (p->planes == 1)
+        if (c->count == 1)
             for (Py_ssize_t w = 0; w < W; w++)
-                a[w] = colour_value(m, b0, (float)row[3 * w], (float)row[3 * w + 1], (float)row[3 * w + 2]);
-        else if (p->planes == 2)
+                a[w] = colour_value(ma, ba, (float)row[3 * w], (float)row[3 * w + 1], (float)row[3 * w + 2]);
+        else if (c->count == 2)
             for (Py_ssize_t w = 0; w < W; w++) {
                 const float x0 = (float)row[3 * w], x1 = (float)row[3 * w + 1], x2 = (float)row[3 * w + 2];
-                a[w] = colour_value(m, b0, x0, x1, x2);
-                b[w] = colour_value(m + 3, b1, x0, x1, x2);
+                a[w] = colour_value(ma, ba, x0, x1, x2);
+                b[w] = colour_value(mb, bb, x0, x1, x2);
             }
         else
             for (Py_ssize_t w = 0; w < W; w++) {
                 const float x0 = (float)row[3 * w], x1 = (float)row[3 * w + 1], x2 = (float)row[3 * w + 2];
-                a[w] = colour_value(m, b0, x0, x1, x2);
-                b[w] = colour_value(m + 3, b1, x0, x1, x2);
-                c[w] = colour_value(m + 6, b2, x0, x1, x2);
+                a[w] = colour_value(ma, ba, x0, x1, x2);
+                b[w] = colour_value(mb, bb, x0, x1, x2);
+                d[w] = colour_value(md, bd, x0, x1, x2);
             }
         return;
     }
     const char *row = x->data + h * x->stride_h;
     for (Py_ssize_t w = 0; w < W; w++) {
         const char *at = row + w * x->stride_w;
-        float v[3];
-        for (int k = 0; k < 3; k++)
-            v[k] = x->is_float ? *(const float *)(at + k * x->stride_k) : (float)*(const uint8_t *)(at + k * x->stride_k);
-        for (Py_ssize_t l = 0; l < p->planes; l++)
-            lines[l * stride + w] = colour_value(m + 3 * l, bias[l], v[0], v[1], v[2]);
+        const float x0 = pixel(x, at, 0), x1 = pixel(x, at, 1), x2 = pixel(x, at, 2);
+        for (Py_ssize_t q = 0; q < c->count; q++)
+            lines[q * stride + w] = colour_value(c->matrix[q], c->bias[q], x0, x1, x2);
     }
 }
 
@@ -283,18 +301,24 @@ VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict lin
  * taps, pixels within 64 floats from p->bases[block] (upscaled and slightly shrunk images), so
  * two permutes of two registers pick a tap's pixels, or within 128 (shrunk up to about twice),
  * four permutes; elsewhere a hardware gather, the slower way on the CPUs measured. Every v then
- * uses the pixels from a register. Needs cw a multiple of 16. */
+ * uses the pixels from a register. The `count` image rows (their planes' lines in line[r * planes + l],
+ * results in across[r]) go through each block in turn, which keeps its weights in the L1 cache.
+ * Needs cw a multiple of 16. */
 static inline __attribute__((always_inline, target("avx512f"))) void
-columns_avx512(const Group *p, const float *lines, Py_ssize_t stride, float *across, const int planes, const int nv) {
+columns_avx512(const Group *p, Py_ssize_t count, const float *const *lines, float *const *across_rows,
+               const int planes, const int nv) {
     const Py_ssize_t cw = p->cw, wc = p->wc;
     const __m512i upper = _mm512_set1_epi32(31);
-    for (Py_ssize_t j = 0; j < cw; j += 16) {
+    for (Py_ssize_t j = 0; j < cw; j += 16)
+    for (Py_ssize_t r = 0; r < count; r++) {
+        const float *const *line = lines + r * planes;
+        float *across = across_rows[r];
         __m512 acc[MAX_PLANES][8], a[MAX_PLANES], b[MAX_PLANES], c[MAX_PLANES], d[MAX_PLANES];
         const int32_t base = p->bases[j / 16], span = p->spans[j / 16];
         for (int l = 0; l < planes; l++) {
             for (int v = 0; v < nv; v++)
                 acc[l][v] = _mm512_setzero_ps();
-            const float *source = lines + l * stride + base;
+            const float *source = line[l] + base;
             a[l] = _mm512_loadu_ps(source), b[l] = _mm512_loadu_ps(source + 16);
             c[l] = _mm512_loadu_ps(source + 32), d[l] = _mm512_loadu_ps(source + 48);
         }
@@ -308,7 +332,7 @@ columns_avx512(const Group *p, const float *lines, Py_ssize_t stride, float *acr
                     g[l] = _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(a[l], at, b[l]),
                                                 _mm512_permutex2var_ps(c[l], at, d[l]));
                 } else if (span == 128) { /* the second 64 floats from the L1 cache */
-                    const float *source = lines + l * stride + base + 64;
+                    const float *source = line[l] + base + 64;
                     const __m512 e = _mm512_permutex2var_ps(_mm512_loadu_ps(source), at, _mm512_loadu_ps(source + 16));
                     const __m512 f =
                         _mm512_permutex2var_ps(_mm512_loadu_ps(source + 32), at, _mm512_loadu_ps(source + 48));
@@ -319,7 +343,7 @@ columns_avx512(const Group *p, const float *lines, Py_ssize_t stride, float *acr
                                              _mm512_permutex2var_ps(c[l], at, d[l])),
                         _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(at, _mm512_set1_epi32(95)), e, f));
                 } else {
-                    g[l] = _mm512_i32gather_ps(index, lines + l * stride, 4);
+                    g[l] = _mm512_i32gather_ps(index, line[l], 4);
                 }
             }
             for (int v = 0; v < nv; v++) {
@@ -334,11 +358,11 @@ columns_avx512(const Group *p, const float *lines, Py_ssize_t stride, float *acr
     }
 }
 /* columns_avx512 compiled for each number of planes and of v, so that its accumulators stay in registers. */
-__attribute__((target("avx512f"))) static void pass_columns_avx512(const Group *p, const float *lines,
-                                                                   Py_ssize_t stride, float *across) {
+__attribute__((target("avx512f"))) static void pass_columns_avx512(const Group *p, Py_ssize_t count,
+                                                                   const float *const *lines, float *const *across) {
 #define CASE(P, V)                                                                                                   \
     case 16 * P + V:                                                                                                 \
-        columns_avx512(p, lines, stride, across, P, V);                                                              \
+        columns_avx512(p, count, lines, across, P, V);                                                               \
         return;
 #define CASES(P) CASE(P, 1) CASE(P, 2) CASE(P, 3) CASE(P, 4) CASE(P, 5) CASE(P, 6) CASE(P, 7) CASE(P, 8)
     switch (16 * p->planes + p->nv) {
@@ -349,37 +373,141 @@ __attribute__((target("avx512f"))) static void pass_columns_avx512(const Group *
 #undef CASES
 #undef CASE
 }
-/* store_row with AVX-512: 16 values at a time, the tail under a mask (values rows are padded to
- * a multiple of 16 floats, the output is not). */
-__attribute__((target("avx512f"))) static void store_row_avx512(const Group *p, Py_ssize_t i) {
-    const Py_ssize_t cw = p->width;
+/* Every colour's values of 16 pixels (their channels in x0, x1, x2) into lines[q * stride + w]. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+colour_block(const Colours *c, float *lines, Py_ssize_t w, __mmask16 mask, __m512 x0, __m512 x1, __m512 x2) {
+    for (Py_ssize_t q = 0; q < c->count; q++) {
+        const float *m = c->matrix[q];
+        __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(m[0]), x0, _mm512_set1_ps(c->bias[q]));
+        y = _mm512_fmadd_ps(_mm512_set1_ps(m[1]), x1, y);
+        y = _mm512_fmadd_ps(_mm512_set1_ps(m[2]), x2, y);
+        _mm512_mask_storeu_ps(lines + q * c->stride + w, mask, y);
+    }
+}
+
+/* colour_lines with AVX-512, 16 pixels at a time: a decoded JPEG's packed uint8 pixels widened
+ * and de-interleaved in registers, other layouts (and the last pixels) read one by one; the same
+ * arithmetic for all. */
+__attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *x, Py_ssize_t h, const Colours *c,
+                                                                   float *lines) {
+    const Py_ssize_t W = x->W;
+    const char *row = x->data + h * x->stride_h;
+    Py_ssize_t w = 0;
+    if (!x->is_float && x->stride_k == 1 && x->stride_w == 3) {
+        /* Pixel j's channel k is float 3j + k of the three registers v0, v1, v2 below: the first
+         * permute takes it from v0 or v1 (the low 5 bits of 3j + k), the second keeps that or
+         * takes it from v2 (float 3j + k - 32 there). */
+        const __m512i pixel_index = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        __m512i first[3], second[3];
+        for (int k = 0; k < 3; k++) {
+            first[k] = _mm512_add_epi32(_mm512_mullo_epi32(pixel_index, _mm512_set1_epi32(3)), _mm512_set1_epi32(k));
+            const __mmask16 in_v2 = _mm512_cmpgt_epi32_mask(first[k], _mm512_set1_epi32(31));
+            second[k] = _mm512_mask_sub_epi32(pixel_index, in_v2, first[k], _mm512_set1_epi32(16));
+        }
+        for (; w + 16 <= W; w += 16) {
+            const __m128i *at = (const __m128i *)(row + 3 * w);
+            const __m512 v0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at)));
+            const __m512 v1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at + 1)));
+            const __m512 v2 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(at + 2)));
+            __m512 channel[3];
+            for (int k = 0; k < 3; k++)
+                channel[k] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(v0, first[k], v1), second[k], v2);
+            colour_block(c, lines, w, (__mmask16)0xFFFF, channel[0], channel[1], channel[2]);
+        }
+    }
+    for (; w < W; w += 16) {
+        const Py_ssize_t n = W - w < 16 ? W - w : 16;
+        float values[3][16] = {{0.0f}};
+        for (Py_ssize_t j = 0; j < n; j++) {
+            const char *at = row + (w + j) * x->stride_w;
+            for (int k = 0; k < 3; k++)
+                values[k][j] = pixel(x, at, k);
+        }
+        colour_block(c, lines, w, (__mmask16)((1u << n) - 1u), _mm512_loadu_ps(values[0]), _mm512_loadu_ps(values[1]),
+                     _mm512_loadu_ps(values[2]));
+    }
+}
+
+/* Pass 2 and the stores of cell row i for one plane l and one v with AVX-512: 16 cells at a time,
+ * each of the `taps` ring rows they read (source[t]) loaded once and summed with weight[t][n] (the
+ * row weight times the channel's scale) into the `count` channels pairing a u with v, which go
+ * straight to the wire dtype: int16 / int8 rounded (halves away from zero) and clamped, as
+ * store_row writes them, or float32; the last cells under a mask (output rows are not padded). */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
+            const float (*weight)[8], const int count) {
+    const Py_ssize_t width = p->width;
     const __m512 half = _mm512_set1_ps(0.5f);
     const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
     const __m512 limit = _mm512_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
     const __m512 low = _mm512_sub_ps(_mm512_setzero_ps(), limit);
-    for (Py_ssize_t lc = 0; lc < p->planes * p->C; lc++) {
-        const Py_ssize_t l = lc / p->C, c = lc % p->C;
-        const float *values = p->row + ((l * p->nu + p->pairs[2 * c]) * p->nv + p->pairs[2 * c + 1]) * p->cw;
-        const __m512 scale = _mm512_set1_ps(p->scales[c]);
-        const Py_ssize_t offset = (lc * p->ch + i) * cw;
-        for (Py_ssize_t k = 0; k < cw; k += 16) {
-            const __mmask16 mask = cw - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cw - k)) - 1u);
-            const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(values + k), scale);
+    Py_ssize_t offset[8];
+    for (int n = 0; n < count; n++)
+        offset[n] = ((l * p->C + p->c_of[v][n]) * p->ch + i) * width;
+    for (Py_ssize_t k = 0; k < width; k += 16) {
+        const __mmask16 mask = width - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - k)) - 1u);
+        __m512 acc[8];
+        for (int n = 0; n < count; n++)
+            acc[n] = _mm512_setzero_ps();
+        for (int t = 0; t < taps; t++) {
+            const __m512 x = _mm512_loadu_ps(source[t] + k);
+            for (int n = 0; n < count; n++)
+                acc[n] = _mm512_fmadd_ps(_mm512_set1_ps(weight[t][n]), x, acc[n]);
+        }
+        for (int n = 0; n < count; n++) {
             if (p->kind == 32) {
-                _mm512_mask_storeu_ps((float *)p->out + offset + k, mask, x);
+                _mm512_mask_storeu_ps((float *)p->out + offset[n] + k, mask, acc[n]);
                 continue;
             }
             const __m512 away = _mm512_castsi512_ps(
-                _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(x), sign), _mm512_castps_si512(half)));
-            const __m512i n = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(x, away), low), limit));
+                _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(acc[n]), sign), _mm512_castps_si512(half)));
+            const __m512i r =
+                _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc[n], away), low), limit));
             if (p->kind == 16)
-                _mm512_mask_cvtepi32_storeu_epi16((int16_t *)p->out + offset + k, mask, n);
+                _mm256_mask_storeu_epi16((int16_t *)p->out + offset[n] + k, mask, _mm512_cvtepi32_epi16(r));
             else
-                _mm512_mask_cvtepi32_storeu_epi8((int8_t *)p->out + offset + k, mask, n);
+                _mm_mask_storeu_epi8((int8_t *)p->out + offset[n] + k, mask, _mm512_cvtepi32_epi8(r));
         }
     }
 }
+/* rows_avx512 for every plane and v of cell row i (compiled for each number of channels per v),
+ * over the ring rows with a nonzero weight. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void pass_rows_avx512(const Group *p, Py_ssize_t i,
+                                                                                 const float *const *slots) {
+    const Py_ssize_t wr = p->wr;
+    Py_ssize_t tap[wr];
+    int taps = 0;
+    for (Py_ssize_t t = 0; t < wr; t++) {
+        int used = 0;
+        for (Py_ssize_t u = 0; u < p->nu; u++)
+            used |= p->row_weights[(u * p->ch + i) * wr + t] != 0.0f;
+        if (used)
+            tap[taps++] = t;
+    }
+    float weight[p->nv][taps ? taps : 1][8];
+    for (Py_ssize_t v = 0; v < p->nv; v++)
+        for (int t = 0; t < taps; t++)
+            for (int n = 0; n < p->with_v[v]; n++)
+                weight[v][t][n] = p->row_weights[(p->u_of[v][n] * p->ch + i) * wr + tap[t]] * p->scales[p->c_of[v][n]];
+    const float *source[taps ? taps : 1];
+    for (Py_ssize_t l = 0; l < p->planes; l++)
+        for (Py_ssize_t v = 0; v < p->nv; v++) {
+            for (int t = 0; t < taps; t++)
+                source[t] = slots[tap[t]] + (l * p->nv + v) * p->cw;
+#define CASE(N)                                                                                                      \
+    case N:                                                                                                          \
+        rows_avx512(p, i, l, v, source, taps, weight[v], N);                                                         \
+        break;
+            switch (p->with_v[v]) {
+                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+            }
+#undef CASE
+        }
+}
 static int has_avx512 = 0;
+static int cpu_has_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
 #endif
 
 /* Cell row i of one group from the ring slots it reads (rows[t]: slot of tap t): every needed
@@ -425,55 +553,139 @@ VECTOR_CLONES static void store_row(const Group *p, Py_ssize_t i) {
     }
 }
 
-/* Cell row by cell row, each group in turn: the image rows a cell row reads go through the
- * colour conversion and pass 1 into the ring (unless it holds them already), then pass 2 and the
- * stores. The ring stays in the L2 cache, and nothing of the size of the image is written. */
-static void compute(const Image *x, Group *groups, int count, float *lines, Py_ssize_t stride,
-                    float *gathered, const float **slots, const float **rows, int timed, double *seconds) {
-    for (int k = 0; k < count; k++) {
-        Group *p = &groups[k];
-        const Py_ssize_t length = p->planes * p->nv * p->cw;
-        for (Py_ssize_t s = 0; s < p->ring; s++)
-            p->held[s] = -1;
-        for (Py_ssize_t i = 0; i < p->ch; i++) {
-            for (Py_ssize_t t = 0; t < p->wr; t++) {
-                const Py_ssize_t h = p->row_index[i * p->wr + t], slot = h % p->ring;
-                float *across = p->across + slot * length;
-                slots[t] = across;
-                if (p->held[slot] == h)
-                    continue;
-                double start = now(timed);
-                colour_lines(x, h, p, lines, stride);
-                double mark = now(timed);
+/* The colour lines of image row h (converting it unless the ring holds it). */
+static const float *colour_row(const Image *x, Py_ssize_t h, Colours *c, int timed, double *seconds) {
+    const Py_ssize_t slot = h % c->size;
+    float *lines = c->lines + slot * c->count * c->stride;
+    if (c->held[slot] != h) {
+        const double start = now(timed);
 #ifdef AVX512_ROUTINES
-                if (has_avx512 && p->cw % 16 == 0)
-                    pass_columns_avx512(p, lines, stride, across);
-                else
+        if (has_avx512)
+            colour_lines_avx512(x, h, c, lines);
+        else
 #endif
-                    for (Py_ssize_t l = 0; l < p->planes; l++)
-                        pass_columns(p, lines + l * stride, gathered, across + l * p->nv * p->cw);
-                p->held[slot] = h;
-                seconds[0] += mark - start;
-                seconds[1] += now(timed) - mark;
-            }
-            double start = now(timed);
-            pass_rows(p, i, slots, rows);
-            double mark = now(timed);
-#ifdef AVX512_ROUTINES
-            if (has_avx512)
-                store_row_avx512(p, i);
-            else
-#endif
-                store_row(p, i);
-            seconds[2] += mark - start;
-            seconds[3] += now(timed) - mark;
-        }
+            colour_lines(x, h, c, lines);
+        c->held[slot] = h;
+        seconds[0] += now(timed) - start;
     }
+    return lines;
+}
+
+/* Cell row i of group p: the image rows it reads through pass 1 into the group's ring (unless it
+ * holds them already), then pass 2 and the stores. */
+static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *gathered, const float **slots,
+                     const float **rows, int timed, double *seconds) {
+    const Py_ssize_t length = p->planes * p->nv * p->cw;
+    const float *lines[p->wr * MAX_PLANES];
+    float *targets[p->wr];
+    Py_ssize_t count = 0;
+    for (Py_ssize_t t = 0; t < p->wr; t++) {
+        const Py_ssize_t h = p->row_index[i * p->wr + t], slot = h % p->ring;
+        float *across = p->across + slot * length;
+        slots[t] = across;
+        if (p->held[slot] == h)
+            continue;
+        const float *colours = colour_row(x, h, c, timed, seconds);
+        for (Py_ssize_t l = 0; l < p->planes; l++)
+            lines[count * p->planes + l] = colours + p->plane[l] * c->stride;
+        targets[count++] = across;
+        p->held[slot] = h;
+    }
+    if (count) {
+        const double start = now(timed);
+#ifdef AVX512_ROUTINES
+        if (has_avx512 && p->cw % 16 == 0)
+            pass_columns_avx512(p, count, lines, targets);
+        else
+#endif
+            for (Py_ssize_t r = 0; r < count; r++)
+                for (Py_ssize_t l = 0; l < p->planes; l++)
+                    pass_columns(p, lines[r * p->planes + l], gathered, targets[r] + l * p->nv * p->cw);
+        seconds[1] += now(timed) - start;
+    }
+    const double start = now(timed);
+#ifdef AVX512_ROUTINES
+    if (has_avx512) {
+        pass_rows_avx512(p, i, slots);
+        seconds[2] += now(timed) - start;
+        return;
+    }
+#endif
+    pass_rows(p, i, slots, rows);
+    store_row(p, i);
+    seconds[2] += now(timed) - start;
+}
+
+/* The groups' cell rows of step s of `steps`: group p does its rows up to (s + 1) * ch / steps. */
+static Py_ssize_t rows_until(const Group *p, Py_ssize_t s, Py_ssize_t steps) { return (s + 1) * p->ch / steps; }
+
+/* Step by step, every group its share of cell rows, so that the groups read the image rows
+ * together and each is converted once. The rings stay in the L2 cache, and nothing of the size
+ * of the image is written. */
+static void compute(const Image *x, Group *groups, int count, Py_ssize_t steps, Colours *c, float *gathered,
+                    const float **slots, const float **rows, int timed, double *seconds) {
+    Py_ssize_t done[MAX_GROUPS];
+    for (Py_ssize_t s = 0; s < c->size; s++)
+        c->held[s] = -1;
+    for (int k = 0; k < count; k++) {
+        done[k] = 0;
+        for (Py_ssize_t s = 0; s < groups[k].ring; s++)
+            groups[k].held[s] = -1;
+    }
+    for (Py_ssize_t s = 0; s < steps; s++)
+        for (int k = 0; k < count; k++)
+            for (; done[k] < rows_until(&groups[k], s, steps); done[k]++)
+                cell_row(x, &groups[k], done[k], c, gathered, slots, rows, timed, seconds);
+}
+
+/* Colour slots enough that no line is converted twice: the span of image rows that the cell
+ * rows of two consecutive steps read, over all groups. */
+static Py_ssize_t colour_ring_size(const Group *groups, int count, Py_ssize_t steps, Py_ssize_t H) {
+    Py_ssize_t size = 1, previous_lo = H, previous_hi = -1;
+    for (Py_ssize_t s = 0; s < steps; s++) {
+        Py_ssize_t lo = H, hi = -1;
+        for (int k = 0; k < count; k++) {
+            const Group *p = &groups[k];
+            for (Py_ssize_t i = s ? rows_until(p, s - 1, steps) : 0; i < rows_until(p, s, steps); i++)
+                for (Py_ssize_t t = 0; t < p->wr; t++) {
+                    const Py_ssize_t h = p->row_index[i * p->wr + t];
+                    lo = h < lo ? h : lo;
+                    hi = h > hi ? h : hi;
+                }
+        }
+        const Py_ssize_t both_lo = lo < previous_lo ? lo : previous_lo, both_hi = hi > previous_hi ? hi : previous_hi;
+        if (both_hi >= both_lo && both_hi - both_lo + 1 > size)
+            size = both_hi - both_lo + 1;
+        previous_lo = lo, previous_hi = hi;
+    }
+    return size;
+}
+
+/* Each group plane's colour row among the distinct ones (the same row and offset: the same line). */
+static const char *find_colours(Group *groups, int count, Colours *c) {
+    c->count = 0;
+    for (int k = 0; k < count; k++)
+        for (Py_ssize_t l = 0; l < groups[k].planes; l++) {
+            const float *m = groups[k].colour + 3 * l, b = groups[k].bias[l];
+            Py_ssize_t q = 0;
+            while (q < c->count && !(c->matrix[q][0] == m[0] && c->matrix[q][1] == m[1] && c->matrix[q][2] == m[2] &&
+                                     c->bias[q] == b))
+                q++;
+            if (q == c->count) {
+                if (c->count == MAX_COLOURS)
+                    return "more than 8 distinct colour rows";
+                memcpy(c->matrix[q], m, sizeof(float) * 3);
+                c->bias[q] = b;
+                c->count++;
+            }
+            groups[k].plane[l] = (int)q;
+        }
+    return NULL;
 }
 
 /* Scratch memory kept between calls (per thread: the kernel runs without the GIL), so that
  * a data loader's stream of images does not pay fresh pages on every call. */
-enum { LINES, GATHERED, SLOTS, ROWS, FIRST_GROUP };
+enum { LINES, LINES_HELD, GATHERED, SLOTS, ROWS, FIRST_GROUP };
 #define SCRATCH (FIRST_GROUP + 5 * MAX_GROUPS)
 static _Thread_local void *scratch_memory[SCRATCH];
 static _Thread_local size_t scratch_size[SCRATCH];
@@ -551,6 +763,16 @@ static const char *check_group(Group *p, Buffer *b, const Image *x) {
         p->v_lo[u] = v < p->v_lo[u] ? v : p->v_lo[u];
         p->v_hi[u] = v > p->v_hi[u] ? v : p->v_hi[u];
     }
+    for (Py_ssize_t v = 0; v < 8; v++)
+        p->with_v[v] = 0;
+    for (Py_ssize_t c = 0; c < p->C; c++) {
+        const int32_t u = p->pairs[2 * c], v = p->pairs[2 * c + 1];
+        for (int n = 0; n < p->with_v[v]; n++)
+            if (p->u_of[v][n] == u)
+                return "a frequency pair is asked for twice";
+        p->u_of[v][p->with_v[v]] = u, p->c_of[v][p->with_v[v]] = (int)c;
+        p->with_v[v]++;
+    }
     p->ring = 1;
     for (Py_ssize_t i = 0; i < p->ch; i++) {
         Py_ssize_t lo = x->H, hi = -1;
@@ -626,25 +848,34 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
         }
         find_bases(p);
     }
-    /* Each plane's colour line, with LINE_PADDING floats past it that whole-vector loads read
-     * (and never use); stride a multiple of 16 floats. */
-    const Py_ssize_t stride = (x.W + LINE_PADDING + 15) / 16 * 16;
-    float *lines = scratch_buffer(LINES, sizeof(float) * stride * MAX_PLANES);
+    Py_ssize_t steps = 1;
+    for (Py_ssize_t k = 0; k < count; k++)
+        steps = groups[k].ch > steps ? groups[k].ch : steps;
+    Colours colours;
+    if ((problem = find_colours(groups, (int)count, &colours)))
+        goto done;
+    /* Each colour line has LINE_PADDING floats past the image that whole-vector loads read (and
+     * never use); stride a multiple of 16 floats. */
+    colours.stride = (x.W + LINE_PADDING + 15) / 16 * 16;
+    colours.size = colour_ring_size(groups, (int)count, steps, x.H);
+    const Py_ssize_t line_count = colours.size * colours.count;
+    colours.lines = scratch_buffer(LINES, sizeof(float) * colours.stride * line_count);
+    colours.held = scratch_buffer(LINES_HELD, sizeof(Py_ssize_t) * colours.size);
     float *gather = scratch_buffer(GATHERED, sizeof(float) * gathered);
     const float **slots = scratch_buffer(SLOTS, sizeof(float *) * taps);
     const float **rows = scratch_buffer(ROWS, sizeof(float *) * taps);
-    if (!lines || !gather || !slots || !rows) {
+    if (!colours.lines || !colours.held || !gather || !slots || !rows) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t l = 0; l < MAX_PLANES; l++)
-        memset(lines + l * stride + x.W, 0, sizeof(float) * (stride - x.W));
-    double seconds[4] = {0.0, 0.0, 0.0, 0.0};
+    for (Py_ssize_t l = 0; l < line_count; l++)
+        memset(colours.lines + l * colours.stride + x.W, 0, sizeof(float) * (colours.stride - x.W));
+    double seconds[3] = {0.0, 0.0, 0.0};
     Py_BEGIN_ALLOW_THREADS
-    compute(&x, groups, (int)count, lines, stride, gather, slots, rows, timed, seconds);
+    compute(&x, groups, (int)count, steps, &colours, gather, slots, rows, timed, seconds);
     Py_END_ALLOW_THREADS
     if (timed)
-        result = Py_BuildValue("(dddd)", seconds[0], seconds[1], seconds[2], seconds[3]);
+        result = Py_BuildValue("(ddd)", seconds[0], seconds[1], seconds[2]);
     else
         result = Py_NewRef(Py_None);
 done:
@@ -664,7 +895,7 @@ static PyObject *use_avx512(PyObject *self, PyObject *arg) {
     if (wanted < 0)
         return NULL;
 #ifdef AVX512_ROUTINES
-    has_avx512 = wanted && __builtin_cpu_supports("avx512f");
+    has_avx512 = wanted && cpu_has_avx512();
     return PyBool_FromLong(has_avx512);
 #else
     Py_RETURN_FALSE;
@@ -678,8 +909,8 @@ static PyMethodDef methods[] = {
      "banded_dct(image, groups, timed=False): the frequency transform of an (H, W, K) uint8 or float32 "
      "image, for each group (colour (P, K), bias (P,), col_index, col_weights, row_index, row_weights, pairs, "
      "scales, out (P, C, cells_h, cells_w)) of P colour planes sharing operators and channels, written into its "
-     "out in out's dtype. With timed, returns the seconds of the colour conversion, pass 1, pass 2 and the "
-     "stores."},
+     "out in out's dtype. With timed, returns the seconds of the colour conversion, pass 1, and pass 2 "
+     "with the stores."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -689,7 +920,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_banded", "The frequ
 PyMODINIT_FUNC PyInit__banded(void) {
 #ifdef AVX512_ROUTINES
     __builtin_cpu_init();
-    has_avx512 = __builtin_cpu_supports("avx512f");
+    has_avx512 = cpu_has_avx512();
 #endif
     return PyModule_Create(&module);
 }

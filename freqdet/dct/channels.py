@@ -12,6 +12,7 @@ takes Y as it is (``luma_upscale=1``), 8 pixels a cell.
 
 import numbers
 from collections import Counter
+from functools import lru_cache
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 COMPONENTS = ("Y", "Cb", "Cr")
@@ -115,6 +116,13 @@ def resolve_channels(channels: Union[int, Sequence[int]], pattern: str = "square
     """A selection from either a channel count (with ``pattern``) or an explicit index list."""
     if _is_index(channels):
         return channel_indices(int(channels), pattern)
+    if type(channels) is tuple and all(type(i) is int for i in channels):  # what data loaders pass per image
+        return _validated(channels)
+    return validate_channels(channels)
+
+
+@lru_cache(maxsize=64)
+def _validated(channels: Tuple) -> Tuple[int, ...]:
     return validate_channels(channels)
 
 

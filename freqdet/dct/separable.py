@@ -22,7 +22,7 @@ to uint8, which moves coefficients by about one unit).
 
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -171,46 +171,52 @@ def _kernel_plans(rows: tuple, cols: tuple, wanted: tuple, input_format: str, st
     return plans
 
 
-def _apply_kernel(
-    images: torch.Tensor,
-    wanted: Sequence[Tuple[int, Sequence[int]]],
-    rows: tuple,
-    cols: tuple,
-    input_format: str,
-    out: torch.Tensor,
-    steps: Optional[Sequence[float]],
-) -> None:
-    """The whole transform by the C kernel (``freqdet.dct._banded``), colour conversion included,
-    image by image, into ``out``: straight, or, when a window's padding leaves whole cells of
-    grey, for the cells that read pixels, the others set to 0.
+def _axes(height: int, width: int, geometry: "Geometry", luma_upscale: int):
+    """The :func:`~.operators.axis_operator` arguments but the chroma flag of each axis (rows,
+    columns) for an image of ``height`` x ``width``, and the output grid (cells_h, cells_w)."""
+    resized_h, resized_w = geometry.resized_size(height, width)
+    row_window, col_window = geometry.windows(height, width)
+    out_h, out_w = geometry.output_size(height, width)
+    cell = cell_size(luma_upscale)
+    rows = (int(height), resized_h, bool(geometry.vflip), luma_upscale, row_window)
+    cols = (int(width), resized_w, bool(geometry.hflip), luma_upscale, col_window)
+    return rows, cols, (-(-out_h // cell), -(-out_w // cell))
 
-    ``rows`` and ``cols``: the :func:`~.operators.axis_operator` arguments of each axis but the
-    chroma flag. The kernel reads uint8 or float32 pixels in any memory layout.
-    """
-    pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
-    pixels = pixels.permute(0, 2, 3, 1)  # (N, H, W, 3) views; a decoded image's own layout
-    wanted = tuple((component, tuple(ks)) for component, ks in wanted)
-    plans = _kernel_plans(rows, cols, wanted, input_format, None if steps is None else tuple(steps))
-    timed = stages.active()
-    for n in range(images.shape[0]):
-        groups, padded = [], []
-        for (colour, bias), row, col, pairs, scales, first, count in plans:
-            channels = out[n, first : first + count].view(len(colour), len(scales), *out.shape[-2:])
-            if row.active == row.cells and col.active == col.cells:
-                target = channels.numpy()
-            else:
-                channels.zero_()
-                target = np.empty((*channels.shape[:2], row.active, col.active), channels.numpy().dtype)
-                padded.append((channels, row, col, target))
-            if target.size:
-                groups.append((colour, bias, col.index, col.weights, row.index, row.weights, pairs, scales, target))
-        if groups:
-            seconds = _banded.banded_dct(pixels[n].numpy(), groups, timed=timed)
-            for name, spent in zip(stages.KERNEL_STAGES, seconds or ()):
-                stages.add(name, spent)
-        for channels, row, col, target in padded:
-            rows_at, cols_at = slice(row.first, row.first + row.active), slice(col.first, col.first + col.active)
-            channels[..., rows_at, cols_at] = torch.from_numpy(target)
+
+def _wanted(selection: Sequence[int]) -> Tuple[Tuple[int, Tuple[int, ...]], ...]:
+    """(component, its ks) of each component with selected channels."""
+    return tuple((c, tuple(ks)) for c, ks in enumerate(split_by_component(selection)) if ks)
+
+
+@lru_cache(maxsize=256)
+def _image_plans(height: int, width: int, selection: tuple, input_format: str, geometry, luma_upscale: int, steps):
+    """The output grid and the :func:`_kernel_plans` of one image size, selection and geometry."""
+    rows, cols, grid = _axes(height, width, geometry, luma_upscale)
+    return grid, _kernel_plans(rows, cols, _wanted(selection), input_format, steps)
+
+
+def _run_kernel(pixels: np.ndarray, plans: list, out: np.ndarray) -> None:
+    """The whole transform of one (H, W, 3) uint8 or float32 image (any strides) by the C kernel
+    (``freqdet.dct._banded``), colour conversion included, into ``out`` (C, cells_h, cells_w):
+    straight, or, when a window's padding leaves whole cells of grey, for the cells that read
+    pixels, the others set to 0."""
+    groups, padded = [], []
+    for (colour, bias), row, col, pairs, scales, first, count in plans:
+        channels = out[first : first + count].reshape(len(colour), len(scales), *out.shape[-2:])
+        if row.active == row.cells and col.active == col.cells:
+            target = channels
+        else:
+            channels[...] = 0
+            target = np.empty((*channels.shape[:2], row.active, col.active), channels.dtype)
+            padded.append((channels, row, col, target))
+        if target.size:
+            groups.append((colour, bias, col.index, col.weights, row.index, row.weights, pairs, scales, target))
+    if groups:
+        seconds = _banded.banded_dct(pixels, groups, timed=stages.active())
+        for name, spent in zip(stages.KERNEL_STAGES, seconds or ()):
+            stages.add(name, spent)
+    for channels, row, col, target in padded:
+        channels[..., row.first : row.first + row.active, col.first : col.first + col.active] = target
 
 
 def _apply_torch(
@@ -229,7 +235,7 @@ def _apply_torch(
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
     integer ``out`` gets them rounded to nearest and clamped to +-its dtype's max before
     that copy, which converts them. The C kernel does the same
-    (:func:`_apply_kernel`; it rounds exact halves away from zero where torch rounds them
+    (:func:`_run_kernel`; it rounds exact halves away from zero where torch rounds them
     to even: the only difference, and a measure-zero one).
     """
     freqs = frequencies(tuple(ks))
@@ -281,18 +287,15 @@ def separable_dct(
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
     selection = resolve_channels(channels, pattern)
-    wanted: List[Tuple[int, List[int]]] = [(c, ks) for c, ks in enumerate(split_by_component(selection)) if ks]
-    height, width = images.shape[-2:]
-    resized_h, resized_w = geometry.resized_size(height, width)
-    row_window, col_window = geometry.windows(height, width)
-    out_h, out_w = geometry.output_size(height, width)
-    cell = cell_size(luma_upscale)
-    out_shape = (images.shape[0], len(selection), -(-out_h // cell), -(-out_w // cell))
-    out = _empty(out_shape, dtype, images.device)
-    rows = (int(height), resized_h, bool(geometry.vflip), luma_upscale, row_window)
-    cols = (int(width), resized_w, bool(geometry.hflip), luma_upscale, col_window)
+    wanted = _wanted(selection)
+    rows, cols, grid = _axes(*images.shape[-2:], geometry, luma_upscale)
+    out = _empty((images.shape[0], len(selection), *grid), dtype, images.device)
     if _banded is not None and images.device.type == "cpu":
-        _apply_kernel(images, wanted, rows, cols, input_format, out, steps)
+        pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
+        pixels = pixels.permute(0, 2, 3, 1)  # (N, H, W, 3) views; a decoded image's own layout
+        plans = _kernel_plans(rows, cols, wanted, input_format, None if steps is None else tuple(steps))
+        for n in range(images.shape[0]):
+            _run_kernel(pixels[n].numpy(), plans, out[n].numpy())
         return out
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
     first = 0
@@ -302,4 +305,30 @@ def separable_dct(
         component_rows, component_cols = (rows[0], chroma, *rows[1:]), (cols[0], chroma, *cols[1:])
         _apply_torch(planes[:, index], component_rows, component_cols, ks, out[:, first : first + len(ks)], part)
         first += len(ks)
+    return out
+
+
+def image_dct(
+    image: np.ndarray,
+    channels,
+    input_format: str = "BGR",
+    geometry: Geometry = Geometry(),
+    dtype: torch.dtype = torch.float32,
+    steps: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
+    """One (H, W, 3) image as decoded (uint8 or float, any strides: flips, crops) -> (C, ceil(h/4),
+    ceil(w/4)): :func:`separable_dct` of it, on the CPU. With the C kernel this is a single call
+    into it, whose plans are cached per image size and geometry: what a data loader runs per image."""
+    selection = resolve_channels(channels)
+    if _banded is None:
+        if not image.flags.writeable or min(image.strides) < 0:  # torch takes neither
+            image = np.array(image)
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
+        return separable_dct(pixels, selection, input_format, geometry=geometry, dtype=dtype, steps=steps)[0]
+    if image.dtype not in (np.uint8, np.float32):
+        image = image.astype(np.float32)
+    part = None if steps is None else tuple(float(x) for x in steps)
+    grid, plans = _image_plans(*image.shape[:2], selection, input_format, geometry, LUMA_UPSCALE, part)
+    out = _empty((len(selection), *grid), dtype, torch.device("cpu"))
+    _run_kernel(image, plans, out.numpy())
     return out

@@ -25,28 +25,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .channels import LUMA_UPSCALE, PER_COMPONENT, grid_size
+from .channels import LUMA_UPSCALE, PER_COMPONENT, grid_size, resolve_channels
 from .operators import axis_bounds
-from .separable import Geometry, separable_dct
+from .separable import Geometry, image_dct, separable_dct
 
 WIRE_DTYPES = {"int16": np.int16, "int8": np.int8, "float32": np.float32}
 _INT8_MAX = 127
 
 
 @lru_cache(maxsize=None)
-def _int8_steps(selection: Tuple[int, ...]) -> np.ndarray:
+def _int8_steps(selection: Tuple[int, ...]) -> Tuple[float, ...]:
     steps = []
     for index in selection:
         component, k = divmod(index, PER_COMPONENT)
         bounds = axis_bounds(component > 0)
         # Level-shifted samples lie in [-128, 127]; the transform is linear and separable.
         steps.append(128.0 * bounds[k // 8] * bounds[k % 8] / _INT8_MAX)
-    return np.array(steps)
+    return tuple(float(step) for step in steps)
 
 
 def int8_steps(selection: Sequence[int]) -> np.ndarray:
     """The int8 quantization step of each selected channel (float64)."""
-    return _int8_steps(tuple(selection))
+    return np.array(_int8_steps(tuple(selection)))
 
 
 def _check(dtype: str) -> None:
@@ -90,11 +90,12 @@ def encode(
 def encode_image(
     image: np.ndarray, selection: Sequence[int], input_format: str, dtype: str, geometry: Geometry = Geometry()
 ) -> torch.Tensor:
-    """One (H, W, 3) uint8 image (any strides: flips, crops) -> (C, ceil(h/4), ceil(w/4)) wire tensor."""
-    if not image.flags.writeable or min(image.strides) < 0:  # torch takes neither
-        image = np.array(image)
-    pixels = torch.from_numpy(image).permute(2, 0, 1)[None]
-    return encode(pixels, selection, input_format, dtype, geometry)[0]
+    """One (H, W, 3) uint8 image (any strides: flips, crops) -> (C, ceil(h/4), ceil(w/4)) wire tensor:
+    :func:`encode` of it, by :func:`freqdet.dct.separable.image_dct` (one call into the CPU kernel)."""
+    _check(dtype)
+    selection = resolve_channels(selection)
+    steps = _int8_steps(selection) if dtype == "int8" else None
+    return image_dct(image, selection, input_format, geometry, dtype=getattr(torch, dtype), steps=steps)
 
 
 def decode(tensor: torch.Tensor, selection: Sequence[int]) -> torch.Tensor:
