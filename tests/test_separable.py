@@ -32,11 +32,12 @@ def on(monkeypatch):
         if device == "cpu-torch":
             monkeypatch.setattr(separable, "_banded", None)
         elif device == "cpu-portable" and separable._banded is not None:
-            switched.append(separable._banded.use_avx512(False))
+            separable._banded.use_avx512(False)
+            switched.append(device)
         return "cpu" if device.startswith("cpu") else device
 
     yield select
-    if switched and switched[0]:
+    if switched:  # back on where the CPU has them, for the tests that follow
         separable._banded.use_avx512(True)
 
 
@@ -116,6 +117,19 @@ def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(phot
     pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(on(device))
     out = separable_dct(pixels, 24, "RGB", geometry=Geometry(size, hflip, vflip))[0].numpy()
     assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu-portable"])
+@pytest.mark.parametrize("width", [80, 120, 160, 208, 320])
+def test_shrinking_a_wide_image_equals_the_reference(rng, on, device, width):
+    """Shrunk 1.6x to 6.4x along the columns, a block of 16 cells reads from 64 to over 256 pixels:
+    the kernel's AVX-512 routine picks them from registers, from further loads or by a hardware
+    gather; every way, and the portable routine, give the reference's numbers."""
+    image = rng.integers(0, 256, (64, 512, 3)).astype(np.uint8)
+    expected = upscaled_dct(float_resize(image, 40, width)[:, ::-1], 24, "RGB")
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(on(device))
+    out = separable_dct(pixels, 24, "RGB", geometry=Geometry((40, width), hflip=True))[0].numpy()
     np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
 
 

@@ -198,7 +198,7 @@ typedef struct {
     Py_ssize_t *held;  /* (ring,): the image row each slot holds, or -1 */
     float *row;        /* (planes, nu, nv, cw): pass 2's sums for one cell row */
     int32_t *bases;    /* (ceil(cw / 16),): the smallest index each block of 16 cells reads */
-    int32_t *spans;    /* (ceil(cw / 16),): 64 or 128 when its indices lie within that many floats of it, or 0 */
+    int32_t *spans;    /* (ceil(cw / 16),): 1 to 4 when its indices lie within that many 64 floats of it, or 0 */
 } Group;
 
 /* The distinct colour rows of all groups and a ring of their lines: image row h converted for
@@ -261,7 +261,7 @@ VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Colou
  * floats past its end), portably: gather each tap's pixels for every cell, then sum them per v
  * in blocks of BLOCK cells, which the compiler keeps in vector registers. */
 #define BLOCK 16
-#define LINE_PADDING 128
+#define LINE_PADDING 256
 VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict line, float *restrict gathered,
                                        float *restrict across) {
     const Py_ssize_t cw = p->cw, wc = p->wc, nv = p->nv;
@@ -298,23 +298,22 @@ VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict lin
 #include <immintrin.h>
 #define AVX512_ROUTINES 1
 /* pass_columns with AVX-512, without the gathered copy: a block of 16 cells reads, over all its
- * taps, pixels within 64 floats from p->bases[block] (upscaled and slightly shrunk images), so
- * two permutes of two registers pick a tap's pixels, or within 128 (shrunk up to about twice),
- * four permutes; elsewhere a hardware gather, the slower way on the CPUs measured. Every v then
- * uses the pixels from a register. The `count` image rows (their planes' lines in line[r * planes + l],
- * results in across[r]) go through each block in turn, which keeps its weights in the L1 cache.
+ * taps, pixels within 64 * p->spans[block] floats from p->bases[block]. The first 64 stay in four
+ * registers and two permutes pick a tap's pixels there (upscaled and slightly shrunk images);
+ * each further 64 (shrunk images, up to 256 floats) two more permutes of loads from the L1 cache;
+ * beyond, a hardware gather, the slowest way on the CPUs measured. Every v then uses the pixels
+ * from a register. The `count` image rows (their planes' lines in lines[r * planes + l], results
+ * in across_rows[r]) go through the block j in turn, which keeps its weights in the L1 cache.
  * Needs cw a multiple of 16. */
 static inline __attribute__((always_inline, target("avx512f"))) void
-columns_avx512(const Group *p, Py_ssize_t count, const float *const *lines, float *const *across_rows,
-               const int planes, const int nv) {
+columns_block_avx512(const Group *p, Py_ssize_t j, Py_ssize_t count, const float *const *lines,
+                     float *const *across_rows, const int planes, const int nv, const int quarters) {
     const Py_ssize_t cw = p->cw, wc = p->wc;
-    const __m512i upper = _mm512_set1_epi32(31);
-    for (Py_ssize_t j = 0; j < cw; j += 16)
+    const int32_t base = p->bases[j / 16];
     for (Py_ssize_t r = 0; r < count; r++) {
         const float *const *line = lines + r * planes;
         float *across = across_rows[r];
         __m512 acc[MAX_PLANES][8], a[MAX_PLANES], b[MAX_PLANES], c[MAX_PLANES], d[MAX_PLANES];
-        const int32_t base = p->bases[j / 16], span = p->spans[j / 16];
         for (int l = 0; l < planes; l++) {
             for (int v = 0; v < nv; v++)
                 acc[l][v] = _mm512_setzero_ps();
@@ -325,25 +324,22 @@ columns_avx512(const Group *p, Py_ssize_t count, const float *const *lines, floa
         for (Py_ssize_t t = 0; t < wc; t++) {
             const __m512i index = _mm512_loadu_si512(p->col_index + t * cw + j);
             const __m512i at = _mm512_sub_epi32(index, _mm512_set1_epi32(base));
-            const __mmask16 high = _mm512_cmpgt_epi32_mask(at, upper);
+            const __mmask16 high = _mm512_test_epi32_mask(at, _mm512_set1_epi32(32)); /* which 32 of a 64 */
             __m512 g[MAX_PLANES];
             for (int l = 0; l < planes; l++) {
-                if (span == 64) {
-                    g[l] = _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(a[l], at, b[l]),
-                                                _mm512_permutex2var_ps(c[l], at, d[l]));
-                } else if (span == 128) { /* the second 64 floats from the L1 cache */
-                    const float *source = line[l] + base + 64;
+                if (!quarters) {
+                    g[l] = _mm512_i32gather_ps(index, line[l], 4);
+                    continue;
+                }
+                g[l] = _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(a[l], at, b[l]),
+                                            _mm512_permutex2var_ps(c[l], at, d[l]));
+                for (int q = 1; q < quarters; q++) {
+                    const float *source = line[l] + base + 64 * q;
                     const __m512 e = _mm512_permutex2var_ps(_mm512_loadu_ps(source), at, _mm512_loadu_ps(source + 16));
                     const __m512 f =
                         _mm512_permutex2var_ps(_mm512_loadu_ps(source + 32), at, _mm512_loadu_ps(source + 48));
-                    const __mmask16 far = _mm512_cmpgt_epi32_mask(at, _mm512_set1_epi32(63));
-                    g[l] = _mm512_mask_blend_ps(
-                        far,
-                        _mm512_mask_blend_ps(high, _mm512_permutex2var_ps(a[l], at, b[l]),
-                                             _mm512_permutex2var_ps(c[l], at, d[l])),
-                        _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(at, _mm512_set1_epi32(95)), e, f));
-                } else {
-                    g[l] = _mm512_i32gather_ps(index, line[l], 4);
+                    const __mmask16 here = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(at, 6), _mm512_set1_epi32(q));
+                    g[l] = _mm512_mask_mov_ps(g[l], here, _mm512_mask_blend_ps(high, e, f));
                 }
             }
             for (int v = 0; v < nv; v++) {
@@ -356,6 +352,26 @@ columns_avx512(const Group *p, Py_ssize_t count, const float *const *lines, floa
             for (int v = 0; v < nv; v++)
                 _mm512_storeu_ps(across + (l * nv + v) * cw + j, acc[l][v]);
     }
+}
+/* Block by block (16 cells), the way its span allows (see columns_block_avx512). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+columns_avx512(const Group *p, Py_ssize_t count, const float *const *lines, float *const *across_rows,
+               const int planes, const int nv) {
+    for (Py_ssize_t j = 0; j < p->cw; j += 16)
+        switch (p->spans[j / 16]) {
+        case 1:
+            columns_block_avx512(p, j, count, lines, across_rows, planes, nv, 1);
+            break;
+        case 2:
+            columns_block_avx512(p, j, count, lines, across_rows, planes, nv, 2);
+            break;
+        case 3:
+        case 4: /* a fourth 64 read in vain for 3 */
+            columns_block_avx512(p, j, count, lines, across_rows, planes, nv, 4);
+            break;
+        default:
+            columns_block_avx512(p, j, count, lines, across_rows, planes, nv, 0);
+        }
 }
 /* columns_avx512 compiled for each number of planes and of v, so that its accumulators stay in registers. */
 __attribute__((target("avx512f"))) static void pass_columns_avx512(const Group *p, Py_ssize_t count,
@@ -712,7 +728,7 @@ static void find_bases(Group *p) {
                 hi = index > hi ? index : hi;
             }
         p->bases[block] = lo;
-        p->spans[block] = hi - lo < 64 ? 64 : hi - lo < 128 ? 128 : 0;
+        p->spans[block] = hi - lo < 256 ? (hi - lo) / 64 + 1 : 0;
     }
 }
 
