@@ -679,7 +679,7 @@ static Py_ssize_t colour_ring_size(const Group *groups, int count, Py_ssize_t st
 
 /* Each group plane's colour row among the distinct ones (the same row and offset: the same line). */
 static const char *find_colours(Group *groups, int count, Colours *c) {
-    c->count = 0;
+    memset(c, 0, sizeof(*c)); /* the rows past count read as 0 by the portable colour loops */
     for (int k = 0; k < count; k++)
         for (Py_ssize_t l = 0; l < groups[k].planes; l++) {
             const float *m = groups[k].colour + 3 * l, b = groups[k].bias[l];

@@ -183,16 +183,17 @@ def _axes(height: int, width: int, geometry: "Geometry", luma_upscale: int):
     return rows, cols, (-(-out_h // cell), -(-out_w // cell))
 
 
-def _wanted(selection: Sequence[int]) -> Tuple[Tuple[int, Tuple[int, ...]], ...]:
+@lru_cache(maxsize=64)
+def _wanted(selection: Tuple[int, ...]) -> Tuple[Tuple[int, Tuple[int, ...]], ...]:
     """(component, its ks) of each component with selected channels."""
     return tuple((c, tuple(ks)) for c, ks in enumerate(split_by_component(selection)) if ks)
 
 
-@lru_cache(maxsize=256)
-def _image_plans(height: int, width: int, selection: tuple, input_format: str, geometry, luma_upscale: int, steps):
-    """The output grid and the :func:`_kernel_plans` of one image size, selection and geometry."""
+def _plans(height: int, width: int, selection: tuple, input_format: str, geometry, luma_upscale: int, steps):
+    """The output grid and the cached :func:`_kernel_plans` of one image size, selection, geometry and steps."""
     rows, cols, grid = _axes(height, width, geometry, luma_upscale)
-    return grid, _kernel_plans(rows, cols, _wanted(selection), input_format, steps)
+    key = steps if steps is None or type(steps) is tuple else tuple(float(x) for x in steps)
+    return grid, _kernel_plans(rows, cols, _wanted(selection), input_format, key)
 
 
 def _run_kernel(pixels: np.ndarray, plans: list, out: np.ndarray) -> None:
@@ -287,16 +288,17 @@ def separable_dct(
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
     selection = resolve_channels(channels, pattern)
-    wanted = _wanted(selection)
-    rows, cols, grid = _axes(*images.shape[-2:], geometry, luma_upscale)
-    out = _empty((images.shape[0], len(selection), *grid), dtype, images.device)
     if _banded is not None and images.device.type == "cpu":
         pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
         pixels = pixels.permute(0, 2, 3, 1)  # (N, H, W, 3) views; a decoded image's own layout
-        plans = _kernel_plans(rows, cols, wanted, input_format, None if steps is None else tuple(steps))
+        grid, plans = _plans(*images.shape[-2:], selection, input_format, geometry, luma_upscale, steps)
+        out = _empty((images.shape[0], len(selection), *grid), dtype, images.device)
         for n in range(images.shape[0]):
             _run_kernel(pixels[n].numpy(), plans, out[n].numpy())
         return out
+    wanted = _wanted(selection)
+    rows, cols, grid = _axes(*images.shape[-2:], geometry, luma_upscale)
+    out = _empty((images.shape[0], len(selection), *grid), dtype, images.device)
     planes = _color_planes(images, [c for c, _ in wanted], input_format)
     first = 0
     for index, (component, ks) in enumerate(wanted):
@@ -327,8 +329,7 @@ def image_dct(
         return separable_dct(pixels, selection, input_format, geometry=geometry, dtype=dtype, steps=steps)[0]
     if image.dtype not in (np.uint8, np.float32):
         image = image.astype(np.float32)
-    part = None if steps is None else tuple(float(x) for x in steps)
-    grid, plans = _image_plans(*image.shape[:2], selection, input_format, geometry, LUMA_UPSCALE, part)
+    grid, plans = _plans(*image.shape[:2], selection, input_format, geometry, LUMA_UPSCALE, steps)
     out = _empty((len(selection), *grid), dtype, torch.device("cpu"))
     _run_kernel(image, plans, out.numpy())
     return out

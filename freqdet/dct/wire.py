@@ -54,6 +54,18 @@ def _check(dtype: str) -> None:
         raise ValueError(f"unknown wire dtype {dtype!r}; use one of {sorted(WIRE_DTYPES)}")
 
 
+def _wire(selection, dtype: str, luma_upscale: int = LUMA_UPSCALE):
+    """(selection resolved, torch dtype, int8 steps or None) of a wire dtype, checked."""
+    _check(dtype)
+    if dtype == "int8" and luma_upscale != LUMA_UPSCALE:
+        raise ValueError(
+            f"the int8 wire's steps are those of the detection grid (luma_upscale "
+            f"{LUMA_UPSCALE}), not luma_upscale {luma_upscale}: use int16 or float32"
+        )
+    selection = resolve_channels(selection)
+    return selection, getattr(torch, dtype), _int8_steps(selection) if dtype == "int8" else None
+
+
 def encode(
     pixels: torch.Tensor,
     selection: Sequence[int],
@@ -69,21 +81,9 @@ def encode(
     geometry it absorbs), divided by the int8 steps and rounded by the transform itself
     (on a CPU its C kernel writes the wire dtype directly).
     """
-    _check(dtype)
-    if dtype == "int8" and luma_upscale != LUMA_UPSCALE:
-        raise ValueError(
-            f"the int8 wire's steps are those of the detection grid (luma_upscale "
-            f"{LUMA_UPSCALE}), not luma_upscale {luma_upscale}: use int16 or float32"
-        )
-    steps = int8_steps(selection) if dtype == "int8" else None
+    selection, torch_dtype, steps = _wire(selection, dtype, luma_upscale)
     return separable_dct(
-        pixels,
-        selection,
-        input_format,
-        geometry=geometry,
-        luma_upscale=luma_upscale,
-        dtype=getattr(torch, dtype),
-        steps=steps,
+        pixels, selection, input_format, geometry=geometry, luma_upscale=luma_upscale, dtype=torch_dtype, steps=steps
     )
 
 
@@ -92,10 +92,8 @@ def encode_image(
 ) -> torch.Tensor:
     """One (H, W, 3) uint8 image (any strides: flips, crops) -> (C, ceil(h/4), ceil(w/4)) wire tensor:
     :func:`encode` of it, by :func:`freqdet.dct.separable.image_dct` (one call into the CPU kernel)."""
-    _check(dtype)
-    selection = resolve_channels(selection)
-    steps = _int8_steps(selection) if dtype == "int8" else None
-    return image_dct(image, selection, input_format, geometry, dtype=getattr(torch, dtype), steps=steps)
+    selection, torch_dtype, steps = _wire(selection, dtype)
+    return image_dct(image, selection, input_format, geometry, dtype=torch_dtype, steps=steps)
 
 
 def decode(tensor: torch.Tensor, selection: Sequence[int]) -> torch.Tensor:
