@@ -17,28 +17,30 @@ from freqdet.dct import (
 from freqdet.dct.operators import pil_bilinear_weights
 from freqdet.dct.wire import encode_image
 
-# "cpu": the C kernel where setup.py built it (its AVX-512 routines where the CPU has them);
-# "cpu-portable": the kernel's portable routines, what other CPUs run; "cpu-torch": the torch
-# path, as on a GPU.
-DEVICES = ["cpu", "cpu-portable", "cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
+# "cpu": the C kernel where setup.py built it (the best routines the CPU has: AVX-512, else AVX2
+# with FMA); "cpu-avx2": its AVX2 routines, listed where the CPU has AVX-512 too; "cpu-portable":
+# its portable routines, what other CPUs run; "cpu-torch": the torch path, as on a GPU.
+BEST = separable._banded.use_routines("avx512") if separable._banded is not None else None
+KERNEL = ["cpu"] + (["cpu-avx2"] if BEST == "avx512" else []) + ["cpu-portable"]
+DEVICES = KERNEL + ["cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture
 def on(monkeypatch):
-    """The torch device of a DEVICES entry, switching the CPU kernel or its AVX-512 routines off."""
+    """The torch device of a DEVICES entry, switching the CPU kernel off or to lesser routines."""
     switched = []
 
     def select(device: str) -> str:
         if device == "cpu-torch":
             monkeypatch.setattr(separable, "_banded", None)
-        elif device == "cpu-portable" and separable._banded is not None:
-            separable._banded.use_avx512(False)
+        elif device in ("cpu-avx2", "cpu-portable") and separable._banded is not None:
+            assert separable._banded.use_routines(device[4:]) == device[4:] or BEST == "portable"
             switched.append(device)
         return "cpu" if device.startswith("cpu") else device
 
     yield select
-    if switched:  # back on where the CPU has them, for the tests that follow
-        separable._banded.use_avx512(True)
+    if switched:  # the best routines back on, for the tests that follow
+        separable._banded.use_routines("avx512")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -105,7 +107,7 @@ def test_float_resize_is_pillows_up_to_its_rounding(photo_rgb, size):
     assert np.abs(float_resize(image, *size) - pil).max() <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu-portable", "cpu-torch"])
+@pytest.mark.parametrize("device", KERNEL + ["cpu-torch"])
 @pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400), (150, 100), (90, 40)])
 @pytest.mark.parametrize("hflip, vflip", [(False, False), (True, False), (False, True)])
 def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(photo_rgb, on, device, size, hflip, vflip):
@@ -120,12 +122,13 @@ def test_absorbed_resize_and_flips_equal_the_reference_on_the_resized_image(phot
     np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu-portable"])
+@pytest.mark.parametrize("device", KERNEL)
 @pytest.mark.parametrize("width", [80, 120, 160, 208, 320])
 def test_shrinking_a_wide_image_equals_the_reference(rng, on, device, width):
     """Shrunk 1.6x to 6.4x along the columns, a block of 16 cells reads from 64 to over 256 pixels:
     the kernel's AVX-512 routine picks them from registers, from further loads or by a hardware
-    gather; every way, and the portable routine, give the reference's numbers."""
+    gather, its AVX2 routine transposes 4 to 56 taps per cell; every way, and the portable routine,
+    give the reference's numbers."""
     image = rng.integers(0, 256, (64, 512, 3)).astype(np.uint8)
     expected = upscaled_dct(float_resize(image, 40, width)[:, ::-1], 24, "RGB")
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(on(device))
@@ -133,7 +136,30 @@ def test_shrinking_a_wide_image_equals_the_reference(rng, on, device, width):
     np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu-portable", "cpu-torch"])
+@pytest.mark.skipif(separable._banded is None, reason="the C kernel is not built")
+@pytest.mark.parametrize("device", KERNEL)
+def test_column_taps_out_of_order_give_the_same_numbers(photo_rgb, on, device):
+    """The AVX2 column pass loads each cell's taps from its first index on, as resizes lay them out;
+    the kernel checks that, and for other operators (here the first two taps of every cell swapped,
+    the same sum) runs the routine that follows the indices."""
+    on(device)
+    image = np.ascontiguousarray(photo_rgb[:120, :160])
+    selection = resolve_channels(24)
+    grid, plans = separable._plans(120, 160, selection, "RGB", Geometry((200, 270)), separable.LUMA_UPSCALE, None)
+
+    def first_two_swapped(col):
+        order = [1, 0] + list(range(2, col.index.shape[0]))
+        index, weights = col.index[order], col.weights[:, order]
+        return col._replace(index=np.ascontiguousarray(index), weights=np.ascontiguousarray(weights))
+
+    swapped = [(colour, row, first_two_swapped(col), *rest) for colour, row, col, *rest in plans]
+    expected, out = (np.empty((len(selection), *grid), np.float32) for _ in range(2))
+    separable._run_kernel(image, plans, expected)
+    separable._run_kernel(image, swapped, out)
+    np.testing.assert_allclose(out, expected, atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", KERNEL + ["cpu-torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.int16])
 def test_image_dct_of_a_decoded_image_equals_the_reference(photo_rgb, on, device, dtype):
     """image_dct, what the mapper runs per image: a decoded (H, W, 3) image (here a view of a larger

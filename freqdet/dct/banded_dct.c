@@ -20,12 +20,13 @@
  * each. Components with the same operators and channels (Cb and Cr) go as the planes of one
  * group, so that each weight and index loaded serves every plane. The stores write the wire
  * dtype directly: int16 / int8 rounded to nearest (half away from zero) and clamped, or float32;
- * with AVX-512 pass 2 sums 16 cells of every u paired with one v from the same loaded rows and
- * stores them at once, elsewhere it fills a row buffer (in chunks whose sources stay in the L1
- * cache across the u) that the stores then read.
+ * with AVX-512 (16 cells) or AVX2 and FMA (8 cells) pass 2 sums the cells of every u paired with
+ * one v from the same loaded rows and stores them at once, elsewhere it fills a row buffer (in
+ * chunks whose sources stay in the L1 cache across the u) that the stores then read. The loader
+ * picks the AVX-512 routines, else the AVX2 ones, else the portable loops (use_routines).
  *
  * With timed=True, banded_dct returns the seconds spent in the colour conversion, pass 1, and
- * pass 2 with the stores (one loop with AVX-512; for tools/benchmark.py --stages); otherwise None.
+ * pass 2 with the stores (one loop with AVX-512 or AVX2; for tools/benchmark.py --stages); otherwise None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -84,7 +85,7 @@ static inline double now(int timed) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The hot loops, compiled for AVX-512, AVX2 + FMA and the baseline; the loader picks one. */
+/* The portable loops, compiled for AVX-512, AVX2 and the baseline (target clones; the loader picks). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -199,6 +200,8 @@ typedef struct {
     float *row;        /* (planes, nu, nv, cw): pass 2's sums for one cell row */
     int32_t *bases;    /* (ceil(cw / 16),): the smallest index each block of 16 cells reads */
     int32_t *spans;    /* (ceil(cw / 16),): 1 to 4 when its indices lie within that many 64 floats of it, or 0 */
+    float *packed;     /* (cw / 8, nv, wc, 8): col_weights block by block, for the AVX2 routines */
+    int columns;       /* the routines of pass 1: PORTABLE, AVX2 (needs taps in a row, see find_bases) or AVX512 */
 } Group;
 
 /* The distinct colour rows of all groups and a ring of their lines: image row h converted for
@@ -294,9 +297,14 @@ VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict lin
         }
 }
 
+/* The routines in use: the best the CPU has unless use_routines asked for less. */
+enum { PORTABLE, AVX2, AVX512 };
+static const char *routine_names[] = {"portable", "avx2", "avx512"};
+static int routines = PORTABLE;
+
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
-#define AVX512_ROUTINES 1
+#define VECTOR_ROUTINES 1
 /* pass_columns with AVX-512, without the gathered copy: a block of 16 cells reads, over all its
  * taps, pixels within 64 * p->spans[block] floats from p->bases[block]. The first 64 stay in four
  * registers and two permutes pick a tap's pixels there (upscaled and slightly shrunk images);
@@ -486,10 +494,216 @@ rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const floa
         }
     }
 }
-/* rows_avx512 for every plane and v of cell row i (compiled for each number of channels per v),
- * over the ring rows with a nonzero weight. */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void pass_rows_avx512(const Group *p, Py_ssize_t i,
-                                                                                 const float *const *slots) {
+/* rows_avx512 compiled for each number of channels paired with v. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void
+rows_any_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
+                const float (*weight)[8]) {
+#define CASE(N)                                                                                                      \
+    case N:                                                                                                          \
+        rows_avx512(p, i, l, v, source, taps, weight, N);                                                            \
+        break;
+    switch (p->with_v[v]) {
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+    }
+#undef CASE
+}
+
+/* The same three routines with AVX2 and FMA, 8 values at a time, for CPUs without AVX-512. */
+
+/* Pass 1 of one plane's line for 8 cells from j, one v per accumulator, where each cell reads
+ * taps 0, 1, ... from its first index (see find_bases): a cell's pixels are 4-float loads from
+ * its first tap, made tap-major vectors by 4x4 transposes in registers (AVX2 has no permute across
+ * more than 8 floats, and its hardware gather is slow on the CPUs measured). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+columns_block_avx2(const Group *p, Py_ssize_t j, const float *line, float *across, const int nv) {
+    const Py_ssize_t cw = p->cw, wc = p->wc;
+    const float *weights = p->packed + j * nv * wc; /* the block's weights, in the order read */
+    const int32_t *first = p->col_index + j;
+    __m256 acc[8];
+    for (int v = 0; v < nv; v++)
+        acc[v] = _mm256_setzero_ps();
+    for (Py_ssize_t t0 = 0; t0 < wc; t0 += 4) {
+        /* a[c]: taps t0 .. t0 + 3 of cell c in the low half, of cell c + 4 in the high half; a 4x4
+         * transpose within each half then makes tap t0 + t of cells 0 .. 7 in g[t]. */
+        const float *at = line + t0;
+        __m256 a[4], g[4];
+        for (int c = 0; c < 4; c++)
+            a[c] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(at + first[c])),
+                                        _mm_loadu_ps(at + first[c + 4]), 1);
+        const Py_ssize_t taps = wc - t0 < 4 ? wc - t0 : 4;
+        const __m256 low01 = _mm256_unpacklo_ps(a[0], a[1]), low23 = _mm256_unpacklo_ps(a[2], a[3]);
+        g[0] = _mm256_shuffle_ps(low01, low23, 0x44);
+        g[1] = g[2] = g[3] = _mm256_shuffle_ps(low01, low23, 0xEE);
+        if (taps > 2) {
+            const __m256 high01 = _mm256_unpackhi_ps(a[0], a[1]), high23 = _mm256_unpackhi_ps(a[2], a[3]);
+            g[2] = _mm256_shuffle_ps(high01, high23, 0x44);
+            g[3] = _mm256_shuffle_ps(high01, high23, 0xEE);
+        }
+        for (int t = 0; t < 4; t++) /* unrolled: g stays in registers */
+            if (t < taps)
+                for (int v = 0; v < nv; v++)
+                    acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(weights + (v * wc + t0 + t) * 8), g[t], acc[v]);
+    }
+    for (int v = 0; v < nv; v++)
+        _mm256_storeu_ps(across + v * cw + j, acc[v]);
+}
+/* Pass 1 of `count` image rows (as pass_columns_avx512 takes them), block of 8 cells by block;
+ * compiled for each number of v. Needs cw a multiple of 8, taps in a row and p->packed. */
+__attribute__((target("avx2,fma"))) static void pass_columns_avx2(const Group *p, Py_ssize_t count,
+                                                                const float *const *lines, float *const *across) {
+    const Py_ssize_t planes = p->planes, nv = p->nv, cw = p->cw;
+    for (Py_ssize_t j = 0; j < cw; j += 8)
+        for (Py_ssize_t r = 0; r < count; r++)
+            for (Py_ssize_t l = 0; l < planes; l++) {
+                const float *line = lines[r * planes + l];
+                float *target = across[r] + l * nv * cw;
+#define CASE(V)                                                                                                      \
+    case V:                                                                                                          \
+        columns_block_avx2(p, j, line, target, V);                                                                   \
+        break;
+                switch (nv) {
+                    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+                }
+#undef CASE
+            }
+}
+
+/* Every colour's values of n <= 8 pixels (their channels in x0, x1, x2) into lines[q * stride + w]. */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+colour_block_avx2(const Colours *c, float *lines, Py_ssize_t w, Py_ssize_t n, __m256 x0, __m256 x1, __m256 x2) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (Py_ssize_t q = 0; q < c->count; q++) {
+        const float *m = c->matrix[q];
+        __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(m[0]), x0, _mm256_set1_ps(c->bias[q]));
+        y = _mm256_fmadd_ps(_mm256_set1_ps(m[1]), x1, y);
+        y = _mm256_fmadd_ps(_mm256_set1_ps(m[2]), x2, y);
+        if (n == 8)
+            _mm256_storeu_ps(lines + q * c->stride + w, y);
+        else
+            _mm256_maskstore_ps(lines + q * c->stride + w, mask, y);
+    }
+}
+/* colour_lines with AVX2, 8 pixels at a time: a decoded JPEG's 24 bytes of packed uint8 pixels
+ * de-interleaved by byte shuffles of two overlapping 16-byte loads and widened, other layouts
+ * (and the last pixels) read one by one; the same arithmetic for all. */
+__attribute__((target("avx2,fma"))) static void colour_lines_avx2(const Image *x, Py_ssize_t h, const Colours *c,
+                                                                float *lines) {
+    const Py_ssize_t W = x->W;
+    const char *row = x->data + h * x->stride_h;
+    Py_ssize_t w = 0;
+    if (!x->is_float && x->stride_k == 1 && x->stride_w == 3) {
+        /* Byte 3j + k (pixel j, channel k) from the first load (bytes 0-15) while it lies there,
+         * else from the second (bytes 8-23); -1 bytes of a shuffle read as 0. */
+        __m128i from_first[3], from_second[3];
+        for (int k = 0; k < 3; k++) {
+            int8_t first[16], second[16];
+            for (int j = 0; j < 16; j++) {
+                const int at = 3 * j + k;
+                first[j] = j < 8 && at < 16 ? (int8_t)at : -1;
+                second[j] = j < 8 && at >= 16 ? (int8_t)(at - 8) : -1;
+            }
+            from_first[k] = _mm_loadu_si128((const __m128i *)first);
+            from_second[k] = _mm_loadu_si128((const __m128i *)second);
+        }
+        for (; w + 8 <= W; w += 8) {
+            const __m128i a = _mm_loadu_si128((const __m128i *)(row + 3 * w));
+            const __m128i b = _mm_loadu_si128((const __m128i *)(row + 3 * w + 8));
+            __m256 channel[3];
+            for (int k = 0; k < 3; k++) {
+                const __m128i bytes = _mm_or_si128(_mm_shuffle_epi8(a, from_first[k]), _mm_shuffle_epi8(b, from_second[k]));
+                channel[k] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+            }
+            colour_block_avx2(c, lines, w, 8, channel[0], channel[1], channel[2]);
+        }
+    }
+    for (; w < W; w += 8) {
+        const Py_ssize_t n = W - w < 8 ? W - w : 8;
+        float values[3][8] = {{0.0f}};
+        for (Py_ssize_t j = 0; j < n; j++) {
+            const char *at = row + (w + j) * x->stride_w;
+            for (int k = 0; k < 3; k++)
+                values[k][j] = pixel(x, at, k);
+        }
+        colour_block_avx2(c, lines, w, n, _mm256_loadu_ps(values[0]), _mm256_loadu_ps(values[1]),
+                          _mm256_loadu_ps(values[2]));
+    }
+}
+
+/* Pass 2 and the stores as rows_avx512 does them, 8 cells at a time; the last cells of a row
+ * through a small buffer (output rows are not padded). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+rows_avx2(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
+          const float (*weight)[8], const int count) {
+    const Py_ssize_t width = p->width;
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    const __m256 limit = _mm256_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
+    const __m256 low = _mm256_sub_ps(_mm256_setzero_ps(), limit);
+    const size_t item = p->kind / 8;
+    char *target[8];
+    for (int n = 0; n < count; n++)
+        target[n] = (char *)p->out + ((l * p->C + p->c_of[v][n]) * p->ch + i) * width * item;
+    for (Py_ssize_t k = 0; k < width; k += 8) {
+        __m256 acc[8];
+        for (int n = 0; n < count; n++)
+            acc[n] = _mm256_setzero_ps();
+        for (int t = 0; t < taps; t++) {
+            const __m256 x = _mm256_loadu_ps(source[t] + k);
+            for (int n = 0; n < count; n++)
+                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(weight[t][n]), x, acc[n]);
+        }
+        const Py_ssize_t left = width - k;
+        for (int n = 0; n < count; n++) {
+            union {
+                __m256 f;
+                __m128i i;
+            } value;
+            if (p->kind == 32)
+                value.f = acc[n];
+            else {
+                const __m256 away = _mm256_or_ps(_mm256_and_ps(acc[n], sign), half);
+                const __m256i r =
+                    _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(acc[n], away), low), limit));
+                value.i = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+                if (p->kind == 8)
+                    value.i = _mm_packs_epi16(value.i, value.i);
+            }
+            char *at = target[n] + k * item;
+            if (left < 8)
+                memcpy(at, &value, left * item);
+            else if (p->kind == 32)
+                _mm256_storeu_ps((float *)at, value.f);
+            else if (p->kind == 16)
+                _mm_storeu_si128((__m128i *)at, value.i);
+            else
+                _mm_storel_epi64((__m128i *)at, value.i);
+        }
+    }
+}
+/* rows_avx2 compiled for each number of channels paired with v. */
+__attribute__((target("avx2,fma"))) static void rows_any_avx2(const Group *p, Py_ssize_t i, Py_ssize_t l,
+                                                            Py_ssize_t v, const float *const *source, int taps,
+                                                            const float (*weight)[8]) {
+#define CASE(N)                                                                                                      \
+    case N:                                                                                                          \
+        rows_avx2(p, i, l, v, source, taps, weight, N);                                                              \
+        break;
+    switch (p->with_v[v]) {
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+    }
+#undef CASE
+}
+
+/* The best routines the CPU has. */
+static int cpu_routines(void) {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return AVX512;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? AVX2 : PORTABLE;
+}
+
+/* Pass 2 and the stores of cell row i with the vector routines: for every plane and v, over the
+ * ring rows with a nonzero weight, the row weights times the channels' scales. */
+static void pass_rows_vector(const Group *p, Py_ssize_t i, const float *const *slots) {
     const Py_ssize_t wr = p->wr;
     Py_ssize_t tap[wr];
     int taps = 0;
@@ -510,19 +724,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void pass_rows_avx51
         for (Py_ssize_t v = 0; v < p->nv; v++) {
             for (int t = 0; t < taps; t++)
                 source[t] = slots[tap[t]] + (l * p->nv + v) * p->cw;
-#define CASE(N)                                                                                                      \
-    case N:                                                                                                          \
-        rows_avx512(p, i, l, v, source, taps, weight[v], N);                                                         \
-        break;
-            switch (p->with_v[v]) {
-                CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
-            }
-#undef CASE
+            if (routines == AVX512)
+                rows_any_avx512(p, i, l, v, source, taps, weight[v]);
+            else
+                rows_any_avx2(p, i, l, v, source, taps, weight[v]);
         }
-}
-static int has_avx512 = 0;
-static int cpu_has_avx512(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 }
 #endif
 
@@ -575,9 +781,11 @@ static const float *colour_row(const Image *x, Py_ssize_t h, Colours *c, int tim
     float *lines = c->lines + slot * c->count * c->stride;
     if (c->held[slot] != h) {
         const double start = now(timed);
-#ifdef AVX512_ROUTINES
-        if (has_avx512)
+#ifdef VECTOR_ROUTINES
+        if (routines == AVX512)
             colour_lines_avx512(x, h, c, lines);
+        else if (routines == AVX2)
+            colour_lines_avx2(x, h, c, lines);
         else
 #endif
             colour_lines(x, h, c, lines);
@@ -609,9 +817,11 @@ static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *
     }
     if (count) {
         const double start = now(timed);
-#ifdef AVX512_ROUTINES
-        if (has_avx512 && p->cw % 16 == 0)
+#ifdef VECTOR_ROUTINES
+        if (p->columns == AVX512)
             pass_columns_avx512(p, count, lines, targets);
+        else if (p->columns == AVX2)
+            pass_columns_avx2(p, count, lines, targets);
         else
 #endif
             for (Py_ssize_t r = 0; r < count; r++)
@@ -620,9 +830,9 @@ static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *
         seconds[1] += now(timed) - start;
     }
     const double start = now(timed);
-#ifdef AVX512_ROUTINES
-    if (has_avx512) {
-        pass_rows_avx512(p, i, slots);
+#ifdef VECTOR_ROUTINES
+    if (routines >= AVX2) {
+        pass_rows_vector(p, i, slots);
         seconds[2] += now(timed) - start;
         return;
     }
@@ -702,7 +912,7 @@ static const char *find_colours(Group *groups, int count, Colours *c) {
 /* Scratch memory kept between calls (per thread: the kernel runs without the GIL), so that
  * a data loader's stream of images does not pay fresh pages on every call. */
 enum { LINES, LINES_HELD, GATHERED, SLOTS, ROWS, FIRST_GROUP };
-#define SCRATCH (FIRST_GROUP + 5 * MAX_GROUPS)
+#define SCRATCH (FIRST_GROUP + 6 * MAX_GROUPS)
 static _Thread_local void *scratch_memory[SCRATCH];
 static _Thread_local size_t scratch_size[SCRATCH];
 
@@ -717,8 +927,11 @@ static void *scratch_buffer(int k, size_t bytes) {
     return scratch_memory[k];
 }
 
-/* p->bases and p->spans (see columns_avx512). */
-static void find_bases(Group *p) {
+/* p->bases and p->spans (see columns_avx512); p->columns, the pass-1 routines for the routines in
+ * use: AVX2 where each cell reads taps 0, 1, ... from its first index (or has no weight there) and
+ * 4-float loads from there stay within its colour line (what resizes make), with p->packed; W: the
+ * image width. */
+static void find_bases(Group *p, Py_ssize_t W) {
     for (Py_ssize_t block = 0; block < (p->cw + 15) / 16; block++) {
         int32_t lo = INT32_MAX, hi = -1;
         for (Py_ssize_t t = 0; t < p->wc; t++)
@@ -730,6 +943,25 @@ static void find_bases(Group *p) {
         p->bases[block] = lo;
         p->spans[block] = hi - lo < 256 ? (hi - lo) / 64 + 1 : 0;
     }
+    p->columns = routines == AVX512 && p->cw % 16 == 0 ? AVX512 : routines >= AVX2 && p->cw % 8 == 0 ? AVX2 : PORTABLE;
+    if (p->columns != AVX2)
+        return;
+    const Py_ssize_t loaded = (p->wc + 3) / 4 * 4; /* taps the AVX2 transposes load per cell */
+    for (Py_ssize_t j = 0; j < p->cw; j++) {
+        const int32_t first = p->col_index[j];
+        if (first + loaded > W + LINE_PADDING)
+            p->columns = PORTABLE;
+        for (Py_ssize_t t = 1; t < p->wc; t++) {
+            int weighted = 0;
+            for (Py_ssize_t v = 0; v < p->nv; v++)
+                weighted |= p->col_weights[(v * p->wc + t) * p->cw + j] != 0.0f;
+            if (p->col_index[t * p->cw + j] != first + t && weighted)
+                p->columns = PORTABLE;
+        }
+    }
+    for (Py_ssize_t j = 0; p->columns == AVX2 && j < p->cw; j += 8)
+        for (Py_ssize_t vt = 0; vt < p->nv * p->wc; vt++)
+            memcpy(p->packed + j * p->nv * p->wc + vt * 8, p->col_weights + vt * p->cw + j, sizeof(float) * 8);
 }
 
 enum { COLOUR, BIAS, COL_INDEX, COL_WEIGHTS, ROW_INDEX, ROW_WEIGHTS, PAIRS, SCALES, OUT, PER_GROUP };
@@ -854,15 +1086,16 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
         taps = p->wr > taps ? p->wr : taps;
         gathered = p->wc * p->cw > gathered ? p->wc * p->cw : gathered;
         const size_t slot = sizeof(float) * p->planes * p->nv * p->cw;
-        if (!(p->across = scratch_buffer(FIRST_GROUP + 5 * k, slot * p->ring)) ||
-            !(p->held = scratch_buffer(FIRST_GROUP + 5 * k + 1, sizeof(Py_ssize_t) * p->ring)) ||
-            !(p->row = scratch_buffer(FIRST_GROUP + 5 * k + 2, slot * p->nu)) ||
-            !(p->bases = scratch_buffer(FIRST_GROUP + 5 * k + 3, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
-            !(p->spans = scratch_buffer(FIRST_GROUP + 5 * k + 4, sizeof(int32_t) * ((p->cw + 15) / 16)))) {
+        if (!(p->across = scratch_buffer(FIRST_GROUP + 6 * k, slot * p->ring)) ||
+            !(p->held = scratch_buffer(FIRST_GROUP + 6 * k + 1, sizeof(Py_ssize_t) * p->ring)) ||
+            !(p->row = scratch_buffer(FIRST_GROUP + 6 * k + 2, slot * p->nu)) ||
+            !(p->bases = scratch_buffer(FIRST_GROUP + 6 * k + 3, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
+            !(p->spans = scratch_buffer(FIRST_GROUP + 6 * k + 4, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
+            !(p->packed = scratch_buffer(FIRST_GROUP + 6 * k + 5, sizeof(float) * p->nv * p->wc * p->cw))) {
             PyErr_NoMemory();
             goto done;
         }
-        find_bases(p);
+        find_bases(p, x.W);
     }
     Py_ssize_t steps = 1;
     for (Py_ssize_t k = 0; k < count; k++)
@@ -904,23 +1137,30 @@ done:
     return result;
 }
 
-/* use_avx512(flag): switch the AVX-512 routines on (where the CPU has them) or off; returns
- * whether they are now in use. The portable routines are then what runs, as on other CPUs. */
-static PyObject *use_avx512(PyObject *self, PyObject *arg) {
-    int wanted = PyObject_IsTrue(arg);
-    if (wanted < 0)
-        return NULL;
-#ifdef AVX512_ROUTINES
-    has_avx512 = wanted && cpu_has_avx512();
-    return PyBool_FromLong(has_avx512);
+/* use_routines(name): switch to the named routines ("avx512", "avx2" or "portable"), or to the
+ * best below them that the CPU has; returns the name of those now in use. Tests run each. */
+static PyObject *use_routines(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!name)
+        return PyErr_Format(PyExc_TypeError, "use_routines: a name, one of 'avx512', 'avx2', 'portable'");
+    int wanted = 0;
+    while (wanted < 3 && strcmp(name, routine_names[wanted]))
+        wanted++;
+    if (wanted == 3)
+        return PyErr_Format(PyExc_ValueError, "use_routines: %R is not one of 'avx512', 'avx2', 'portable'", arg);
+#ifdef VECTOR_ROUTINES
+    const int best = cpu_routines();
+    routines = wanted < best ? wanted : best;
+    return PyUnicode_FromString(routine_names[routines]);
 #else
-    Py_RETURN_FALSE;
+    return PyUnicode_FromString("portable");
 #endif
 }
 
 static PyMethodDef methods[] = {
-    {"use_avx512", use_avx512, METH_O,
-     "use_avx512(flag) -> bool: switch the AVX-512 routines on (where the CPU has them) or off."},
+    {"use_routines", use_routines, METH_O,
+     "use_routines(name) -> str: use the 'avx512', 'avx2' or 'portable' routines, or the best below them that "
+     "the CPU has; returns the name of those in use."},
     {"banded_dct", (PyCFunction)(void (*)(void))banded_dct, METH_VARARGS | METH_KEYWORDS,
      "banded_dct(image, groups, timed=False): the frequency transform of an (H, W, K) uint8 or float32 "
      "image, for each group (colour (P, K), bias (P,), col_index, col_weights, row_index, row_weights, pairs, "
@@ -934,9 +1174,9 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_banded", "The frequ
                                     methods};
 
 PyMODINIT_FUNC PyInit__banded(void) {
-#ifdef AVX512_ROUTINES
+#ifdef VECTOR_ROUTINES
     __builtin_cpu_init();
-    has_avx512 = cpu_has_avx512();
+    routines = cpu_routines();
 #endif
     return PyModule_Create(&module);
 }
