@@ -9,6 +9,7 @@ from freqdet.dct import (
     Geometry,
     channel_indices,
     image_dct,
+    kernel_routines,
     resolve_channels,
     separable,
     separable_dct,
@@ -41,6 +42,12 @@ def on(monkeypatch):
     yield select
     if switched:  # the best routines back on, for the tests that follow
         separable._banded.use_routines("avx512")
+
+
+def test_kernel_routines_names_what_runs(on):
+    assert kernel_routines() == (BEST or "torch")
+    on("cpu-portable")
+    assert kernel_routines() == ("portable" if BEST else "torch")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -44,6 +44,7 @@ import torch
 from freqdet import stages
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
+from freqdet.dct import kernel_routines
 from freqdet.dct.wire import encode_image
 from freqdet.demo import packaged_photos
 from freqdet.detection import DCTDatasetMapper, DCTPredictor
@@ -397,7 +398,7 @@ def run(args) -> int:
         print(f"--images: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     dicts = photos(args.demo_images, args.images)
-    host = describe_machine()
+    host = f"{describe_machine()}; CPU transform: {kernel_routines()}"
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
     variants = mapper_variants(args.channels, args.wires)
     lsj = lsj_variants(args.lsj_size) if args.lsj_size else []

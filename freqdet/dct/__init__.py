@@ -34,7 +34,7 @@ from .channels import (
 )
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .reference import upsample_bilinear, upscaled_dct, upscaled_idct
-from .separable import Geometry, image_dct, separable_dct
+from .separable import Geometry, image_dct, kernel_routines, separable_dct
 from .wire import WIRE_DTYPES
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "dct_matrix",
     "grid_size",
     "image_dct",
+    "kernel_routines",
     "resolve_channels",
     "rgb_to_ycbcr",
     "separable_dct",

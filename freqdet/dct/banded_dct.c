@@ -1157,7 +1157,11 @@ static PyObject *use_routines(PyObject *self, PyObject *arg) {
 #endif
 }
 
+/* routines(): the name of the routines in use, as use_routines returns it. */
+static PyObject *routines_in_use(PyObject *self, PyObject *unused) { return PyUnicode_FromString(routine_names[routines]); }
+
 static PyMethodDef methods[] = {
+    {"routines", routines_in_use, METH_NOARGS, "routines() -> str: 'avx512', 'avx2' or 'portable', the routines in use."},
     {"use_routines", use_routines, METH_O,
      "use_routines(name) -> str: use the 'avx512', 'avx2' or 'portable' routines, or the best below them that "
      "the CPU has; returns the name of those in use."},

@@ -79,6 +79,13 @@ class Geometry(NamedTuple):
         return windows[0][2], windows[1][2]
 
 
+def kernel_routines() -> str:
+    """What computes the transform of images on a CPU: the C kernel's routines in use
+    (``"avx512"``, ``"avx2"`` or ``"portable"``: the best the CPU has), or ``"torch"`` where
+    the kernel is not built. For reports: the kernel is about twice as fast with AVX-512 as with AVX2."""
+    return _banded.routines() if _banded is not None else "torch"
+
+
 def _color_planes(images: torch.Tensor, components: Sequence[int], input_format: str) -> torch.Tensor:
     """The requested Y/Cb/Cr planes minus 128, float32 (N, len(components), H, W), from
     pixels in any memory layout (decoded images are channels-last)."""
