@@ -629,16 +629,46 @@ __attribute__((target("avx2,fma"))) static void colour_lines_avx2(const Image *x
     }
 }
 
+/* 8 sums rounded to nearest (halves away from zero), clamped to +-limit, as int32. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256i rounded_avx2(__m256 x, __m256 limit) {
+    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    const __m256 away = _mm256_or_ps(_mm256_and_ps(x, sign), _mm256_set1_ps(0.5f));
+    const __m256 low = _mm256_sub_ps(_mm256_setzero_ps(), limit);
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(x, away), low), limit));
+}
+/* 8 cells of `count` channels (acc[n]) in the wire dtype at target[n] + offset bytes; int16 two
+ * channels at a time (one pack and one permute for both). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+store_block_avx2(const Group *p, char *const *target, size_t offset, const __m256 *acc, const int count) {
+    if (p->kind == 32) {
+        for (int n = 0; n < count; n++)
+            _mm256_storeu_ps((float *)(target[n] + offset), acc[n]);
+        return;
+    }
+    const __m256 limit = _mm256_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
+    int n = 0;
+    if (p->kind == 16)
+        for (; n + 1 < count; n += 2) {
+            const __m256i both = _mm256_permute4x64_epi64(
+                _mm256_packs_epi32(rounded_avx2(acc[n], limit), rounded_avx2(acc[n + 1], limit)), 0xD8);
+            _mm_storeu_si128((__m128i *)(target[n] + offset), _mm256_castsi256_si128(both));
+            _mm_storeu_si128((__m128i *)(target[n + 1] + offset), _mm256_extracti128_si256(both, 1));
+        }
+    for (; n < count; n++) {
+        const __m256i r = rounded_avx2(acc[n], limit);
+        const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        if (p->kind == 16)
+            _mm_storeu_si128((__m128i *)(target[n] + offset), words);
+        else
+            _mm_storel_epi64((__m128i *)(target[n] + offset), _mm_packs_epi16(words, words));
+    }
+}
 /* Pass 2 and the stores as rows_avx512 does them, 8 cells at a time; the last cells of a row
  * through a small buffer (output rows are not padded). */
 static inline __attribute__((always_inline, target("avx2,fma"))) void
 rows_avx2(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
           const float (*weight)[8], const int count) {
     const Py_ssize_t width = p->width;
-    const __m256 half = _mm256_set1_ps(0.5f);
-    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
-    const __m256 limit = _mm256_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
-    const __m256 low = _mm256_sub_ps(_mm256_setzero_ps(), limit);
     const size_t item = p->kind / 8;
     char *target[8];
     for (int n = 0; n < count; n++)
@@ -652,32 +682,16 @@ rows_avx2(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float 
             for (int n = 0; n < count; n++)
                 acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(weight[t][n]), x, acc[n]);
         }
-        const Py_ssize_t left = width - k;
-        for (int n = 0; n < count; n++) {
-            union {
-                __m256 f;
-                __m128i i;
-            } value;
-            if (p->kind == 32)
-                value.f = acc[n];
-            else {
-                const __m256 away = _mm256_or_ps(_mm256_and_ps(acc[n], sign), half);
-                const __m256i r =
-                    _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(acc[n], away), low), limit));
-                value.i = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-                if (p->kind == 8)
-                    value.i = _mm_packs_epi16(value.i, value.i);
-            }
-            char *at = target[n] + k * item;
-            if (left < 8)
-                memcpy(at, &value, left * item);
-            else if (p->kind == 32)
-                _mm256_storeu_ps((float *)at, value.f);
-            else if (p->kind == 16)
-                _mm_storeu_si128((__m128i *)at, value.i);
-            else
-                _mm_storel_epi64((__m128i *)at, value.i);
+        if (width - k >= 8) {
+            store_block_avx2(p, target, k * item, acc, count);
+            continue;
         }
+        char buffer[8][32], *into[8];
+        for (int n = 0; n < count; n++)
+            into[n] = buffer[n];
+        store_block_avx2(p, into, 0, acc, count);
+        for (int n = 0; n < count; n++)
+            memcpy(target[n] + k * item, buffer[n], (width - k) * item);
     }
 }
 /* rows_avx2 compiled for each number of channels paired with v. */
