@@ -636,8 +636,8 @@ static inline __attribute__((always_inline, target("avx2,fma"))) __m256i rounded
     const __m256 low = _mm256_sub_ps(_mm256_setzero_ps(), limit);
     return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(x, away), low), limit));
 }
-/* 8 cells of `count` channels (acc[n]) in the wire dtype at target[n] + offset bytes; int16 two
- * channels at a time (one pack and one permute for both). */
+/* 8 cells of `count` channels (acc[n]) in the wire dtype at target[n] + offset bytes; int16 and
+ * int8 two channels at a time (one pack and one permute for both). */
 static inline __attribute__((always_inline, target("avx2,fma"))) void
 store_block_avx2(const Group *p, char *const *target, size_t offset, const __m256 *acc, const int count) {
     if (p->kind == 32) {
@@ -647,13 +647,18 @@ store_block_avx2(const Group *p, char *const *target, size_t offset, const __m25
     }
     const __m256 limit = _mm256_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
     int n = 0;
-    if (p->kind == 16)
-        for (; n + 1 < count; n += 2) {
-            const __m256i both = _mm256_permute4x64_epi64(
-                _mm256_packs_epi32(rounded_avx2(acc[n], limit), rounded_avx2(acc[n + 1], limit)), 0xD8);
+    for (; n + 1 < count; n += 2) {
+        const __m256i both = _mm256_permute4x64_epi64( /* channel n's 8 words, then n + 1's */
+            _mm256_packs_epi32(rounded_avx2(acc[n], limit), rounded_avx2(acc[n + 1], limit)), 0xD8);
+        if (p->kind == 16) {
             _mm_storeu_si128((__m128i *)(target[n] + offset), _mm256_castsi256_si128(both));
             _mm_storeu_si128((__m128i *)(target[n + 1] + offset), _mm256_extracti128_si256(both, 1));
+        } else {
+            const __m256i bytes = _mm256_packs_epi16(both, both); /* the 8 bytes of each in its half */
+            _mm_storel_epi64((__m128i *)(target[n] + offset), _mm256_castsi256_si128(bytes));
+            _mm_storel_epi64((__m128i *)(target[n + 1] + offset), _mm256_extracti128_si256(bytes, 1));
         }
+    }
     for (; n < count; n++) {
         const __m256i r = rounded_avx2(acc[n], limit);
         const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
