@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetMapper
+from detectron2.data import transforms as T
 from helpers import small_cfg
 
 from freqdet import DCTDatasetMapper
@@ -127,3 +128,25 @@ def test_lsj_crops_and_pads_inside_the_frequency_transform(demo_dicts):
         padded_cells += int(cells.sum())
         assert (ours["dct"].numpy()[:, cells] == 0).all()
     assert padded_cells > 100
+
+
+def test_the_first_augmentation_sees_the_decoded_pixels(demo_dicts):
+    """With the resize absorbed, the transforms are drawn before any pixel moves; an augmentation
+    that reads pixels (Detectron2's AugInput gives them) still gets the decoded image first, as
+    Detectron2's mapper gives it, and the ones after it the shape they would see."""
+    seen = []
+
+    class Record(T.Augmentation):
+        def get_transform(self, image):
+            seen.append(np.array(image))
+            return T.NoOpTransform()
+
+    augmentations = [Record(), T.ResizeShortestEdge(96, 200), Record()]
+    for mapper in (
+        DCTDatasetMapper(True, channels=24, augmentations=augmentations, image_format="BGR"),
+        DatasetMapper(True, augmentations=augmentations, image_format="BGR"),
+    ):
+        mapper(copy.deepcopy(demo_dicts[0]))
+    ours, stock = seen[:2], seen[2:]
+    assert np.array_equal(ours[0], stock[0]) and ours[0].any()
+    assert ours[1].shape == stock[1].shape

@@ -205,10 +205,11 @@ class DCTDatasetMapper(DatasetMapper):
 
     def _augmentation_transforms(self, image: np.ndarray) -> List[T.Transform]:
         """Draw the augmentations' transforms from the image's shape, as AugmentationList would
-        (which applies each to the image before drawing the next)."""
+        (which applies each to the image before drawing the next): the first sees the image, the
+        others an image of zeros of the shape the transforms before them make."""
         transforms, shape = [], image.shape
         for aug in self.augmentations.augs:
-            tfm = aug.get_transform(np.broadcast_to(np.zeros((), image.dtype), shape))
+            tfm = aug.get_transform(image if not transforms else np.broadcast_to(np.zeros((), image.dtype), shape))
             transforms.append(tfm)
             for step in _flat([tfm]):
                 if isinstance(step, T.ResizeTransform):
