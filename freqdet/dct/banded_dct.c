@@ -201,7 +201,7 @@ typedef struct {
     int32_t *bases;    /* (ceil(cw / 16),): the smallest index each block of 16 cells reads */
     int32_t *spans;    /* (ceil(cw / 16),): 1 to 4 when its indices lie within that many 64 floats of it, or 0 */
     float *packed;     /* (cw / 8, nv, wc, 8): col_weights block by block, for the AVX2 routines */
-    int columns;       /* the routines of pass 1: PORTABLE, AVX2 (needs taps in a row, see find_bases) or AVX512 */
+    int columns;       /* the routines of pass 1: PORTABLE, AVX2 (needs taps in a row, see plan_columns) or AVX512 */
 } Group;
 
 /* The distinct colour rows of all groups and a ring of their lines: image row h converted for
@@ -511,7 +511,7 @@ rows_any_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const 
 /* The same three routines with AVX2 and FMA, 8 values at a time, for CPUs without AVX-512. */
 
 /* Pass 1 of one plane's line for 8 cells from j, one v per accumulator, where each cell reads
- * taps 0, 1, ... from its first index (see find_bases): a cell's pixels are 4-float loads from
+ * taps 0, 1, ... from its first index (see plan_columns): a cell's pixels are 4-float loads from
  * its first tap, made tap-major vectors by 4x4 transposes in registers (AVX2 has no permute across
  * more than 8 floats, and its hardware gather is slow on the CPUs measured). */
 static inline __attribute__((always_inline, target("avx2,fma"))) void
@@ -950,7 +950,7 @@ static void *scratch_buffer(int k, size_t bytes) {
  * use: AVX2 where each cell reads taps 0, 1, ... from its first index (or has no weight there) and
  * 4-float loads from there stay within its colour line (what resizes make), with p->packed; W: the
  * image width. */
-static void find_bases(Group *p, Py_ssize_t W) {
+static void plan_columns(Group *p, Py_ssize_t W) {
     for (Py_ssize_t block = 0; block < (p->cw + 15) / 16; block++) {
         int32_t lo = INT32_MAX, hi = -1;
         for (Py_ssize_t t = 0; t < p->wc; t++)
@@ -1114,7 +1114,7 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
             PyErr_NoMemory();
             goto done;
         }
-        find_bases(p, x.W);
+        plan_columns(p, x.W);
     }
     Py_ssize_t steps = 1;
     for (Py_ssize_t k = 0; k < count; k++)

@@ -82,7 +82,7 @@ class Geometry(NamedTuple):
 def kernel_routines() -> str:
     """What computes the transform of images on a CPU: the C kernel's routines in use
     (``"avx512"``, ``"avx2"`` or ``"portable"``: the best the CPU has), or ``"torch"`` where
-    the kernel is not built. For reports: the kernel is about twice as fast with AVX-512 as with AVX2."""
+    the kernel is not built; reports of speed name it, as the routines set much of it."""
     return _banded.routines() if _banded is not None else "torch"
 
 
