@@ -176,12 +176,30 @@ def test_png_bomb_is_refused_before_decoding(tmp_path):
 
 
 def test_compressed_path_refuses_bombs_and_12_bit(pixels, tmp_path):
-    with pytest.raises(ImageDecodeError, match="too large"):
+    with pytest.raises(ImageDecodeError, match="60000x60000 pixels exceed the limit"):
         read_jpeg_coefficients(write(tmp_path, "bomb.jpg", with_size(jpeg(pixels), 60000, 60000)))
     with pytest.raises(ImageDecodeError, match="exceed the limit"):
         read_jpeg_coefficients(write(tmp_path, "bomb2.jpg", with_size(jpeg(pixels), 10000, 10000)))
     with pytest.raises(ImageDecodeError, match="twelve.jpg.*not a readable image"):
         read_jpeg_coefficients(write(tmp_path, "twelve.jpg", twelve_bit(jpeg(pixels))))
+
+
+def test_a_jpeg_past_pillows_own_limit_is_read_when_max_pixels_allows_it(pixels, tmp_path, monkeypatch):
+    # Pillow's limit, lowered so that this 96 x 80 JPEG is past twice it (Pillow refuses such
+    # images whatever freqdet's max_pixels says, and warns past once it).
+    path = write(tmp_path, "large.jpg", jpeg(pixels, quality=90))
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 96 * 80 // 3)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for max_pixels in (None, 96 * 80):
+            assert np.array_equal(read_image(path, "RGB", max_pixels=max_pixels), expected)
+            coefficients = read_jpeg_coefficients(path, max_pixels=max_pixels)
+            assert (coefficients.height, coefficients.width) == (96, 80)
+    with pytest.raises(ImageDecodeError, match="80x96 pixels exceed the limit of 7679"):
+        read_image(path, max_pixels=96 * 80 - 1)
 
 
 def test_the_size_limit_is_a_config_key(pixels, tmp_path, demo_dicts):

@@ -101,8 +101,8 @@ def add_freqdet_config(cfg: CN) -> None:
     # (data/skipped_images), lists it in OUTPUT_DIR/skipped_images.tsv and goes on with
     # other images. Evaluation always raises.
     cfg.INPUT.DCT.ON_BAD_IMAGE = "raise"
-    # Images with more pixels are refused from their header (0: no limit of ours; Pillow
-    # still refuses above twice its PIL.Image.MAX_IMAGE_PIXELS, which a user may raise).
+    # Images with more pixels are refused from their header (0: no limit). The only limit on
+    # JPEGs; other formats, read by Pillow, also meet its PIL.Image.MAX_IMAGE_PIXELS.
     cfg.INPUT.DCT.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
     # After training (and with --eval-only), tools/train_net.py draws this many images of

@@ -3,7 +3,7 @@
 import io
 from typing import Optional
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 # Images with more pixels are refused before decoding (a "decompression bomb": a small file
 # that would expand to gigabytes). Pillow's own default limit; pass max_pixels to change it.
@@ -46,8 +46,14 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def open_header(data: bytes, path) -> Image.Image:
-    """Pillow's lazy open (header only); refusals as ImageDecodeError."""
+    """Pillow's lazy open (header only); refusals as ImageDecodeError.
+
+    A JPEG opens without Pillow's own pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``, which warns
+    from 89 Mpx and refuses from 179 Mpx whatever the caller allows): the caller's
+    :func:`check_size` is the one limit. Other formats keep Pillow's limit as well."""
     try:
+        if is_jpeg(data):
+            return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageDecodeError(path, f"too large, refused before decoding ({e})") from e

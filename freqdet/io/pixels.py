@@ -109,9 +109,7 @@ def read_image(
             if array is not None:
                 try:
                     orientation = read_orientation(open_header(data, path))
-                except ImageDecodeError as e:
-                    if isinstance(e.__cause__, Image.DecompressionBombError):  # as the Pillow path refuses it
-                        raise
+                except ImageDecodeError:
                     orientation = None
                 if format == "L":
                     # Pillow's RGB -> L weights, as Detectron2's read_image applies them.
