@@ -397,15 +397,20 @@ __attribute__((target("avx512f"))) static void pass_columns_avx512(const Group *
 #undef CASES
 #undef CASE
 }
-/* Every colour's values of 16 pixels (their channels in x0, x1, x2) into lines[q * stride + w]. */
+/* Every colour's values of 16 pixels (their channels in x0, x1, x2) into lines[q * stride + w],
+ * the first n of them. Masked stores only for fewer than 16: on the AMD EPYC measured (Zen 5),
+ * plain stores in place of masked ones with every lane on made the transform about 10% faster. */
 static inline __attribute__((always_inline, target("avx512f"))) void
-colour_block(const Colours *c, float *lines, Py_ssize_t w, __mmask16 mask, __m512 x0, __m512 x1, __m512 x2) {
+colour_block(const Colours *c, float *lines, Py_ssize_t w, Py_ssize_t n, __m512 x0, __m512 x1, __m512 x2) {
     for (Py_ssize_t q = 0; q < c->count; q++) {
         const float *m = c->matrix[q];
         __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(m[0]), x0, _mm512_set1_ps(c->bias[q]));
         y = _mm512_fmadd_ps(_mm512_set1_ps(m[1]), x1, y);
         y = _mm512_fmadd_ps(_mm512_set1_ps(m[2]), x2, y);
-        _mm512_mask_storeu_ps(lines + q * c->stride + w, mask, y);
+        if (n == 16)
+            _mm512_storeu_ps(lines + q * c->stride + w, y);
+        else
+            _mm512_mask_storeu_ps(lines + q * c->stride + w, (__mmask16)((1u << n) - 1u), y);
     }
 }
 
@@ -436,7 +441,7 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
             __m512 channel[3];
             for (int k = 0; k < 3; k++)
                 channel[k] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(v0, first[k], v1), second[k], v2);
-            colour_block(c, lines, w, (__mmask16)0xFFFF, channel[0], channel[1], channel[2]);
+            colour_block(c, lines, w, 16, channel[0], channel[1], channel[2]);
         }
     }
     for (; w < W; w += 16) {
@@ -447,7 +452,7 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
             for (int k = 0; k < 3; k++)
                 values[k][j] = pixel(x, at, k);
         }
-        colour_block(c, lines, w, (__mmask16)((1u << n) - 1u), _mm512_loadu_ps(values[0]), _mm512_loadu_ps(values[1]),
+        colour_block(c, lines, w, n, _mm512_loadu_ps(values[0]), _mm512_loadu_ps(values[1]),
                      _mm512_loadu_ps(values[2]));
     }
 }
@@ -456,7 +461,8 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
  * each of the `taps` ring rows they read (source[t]) loaded once and summed with weight[t][n] (the
  * row weight times the channel's scale) into the `count` channels pairing a u with v, which go
  * straight to the wire dtype: int16 / int8 rounded (halves away from zero) and clamped, as
- * store_row writes them, or float32; the last cells under a mask (output rows are not padded). */
+ * store_row writes them, or float32; the last cells of a row (output rows are not padded) by masked
+ * stores, the others by plain ones (see colour_block). */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
             const float (*weight)[8], const int count) {
@@ -469,7 +475,8 @@ rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const floa
     for (int n = 0; n < count; n++)
         offset[n] = ((l * p->C + p->c_of[v][n]) * p->ch + i) * width;
     for (Py_ssize_t k = 0; k < width; k += 16) {
-        const __mmask16 mask = width - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - k)) - 1u);
+        const int whole = width - k >= 16;
+        const __mmask16 mask = whole ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - k)) - 1u);
         __m512 acc[8];
         for (int n = 0; n < count; n++)
             acc[n] = _mm512_setzero_ps();
@@ -480,17 +487,30 @@ rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const floa
         }
         for (int n = 0; n < count; n++) {
             if (p->kind == 32) {
-                _mm512_mask_storeu_ps((float *)p->out + offset[n] + k, mask, acc[n]);
+                float *at = (float *)p->out + offset[n] + k;
+                if (whole)
+                    _mm512_storeu_ps(at, acc[n]);
+                else
+                    _mm512_mask_storeu_ps(at, mask, acc[n]);
                 continue;
             }
             const __m512 away = _mm512_castsi512_ps(
                 _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(acc[n]), sign), _mm512_castps_si512(half)));
             const __m512i r =
                 _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc[n], away), low), limit));
-            if (p->kind == 16)
-                _mm256_mask_storeu_epi16((int16_t *)p->out + offset[n] + k, mask, _mm512_cvtepi32_epi16(r));
-            else
-                _mm_mask_storeu_epi8((int8_t *)p->out + offset[n] + k, mask, _mm512_cvtepi32_epi8(r));
+            if (p->kind == 16) {
+                int16_t *at = (int16_t *)p->out + offset[n] + k;
+                if (whole)
+                    _mm256_storeu_si256((__m256i *)at, _mm512_cvtepi32_epi16(r));
+                else
+                    _mm256_mask_storeu_epi16(at, mask, _mm512_cvtepi32_epi16(r));
+            } else {
+                int8_t *at = (int8_t *)p->out + offset[n] + k;
+                if (whole)
+                    _mm_storeu_si128((__m128i *)at, _mm512_cvtepi32_epi8(r));
+                else
+                    _mm_mask_storeu_epi8(at, mask, _mm512_cvtepi32_epi8(r));
+            }
         }
     }
 }
