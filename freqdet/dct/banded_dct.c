@@ -457,26 +457,52 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
     }
 }
 
+/* 16 sums into output element `at` onward in the wire dtype: int16 / int8 rounded (halves away from
+ * zero) and clamped, as store_row writes them, or float32; under `mask` only for the last cells of a
+ * row (output rows are not padded), by plain stores otherwise (see colour_block). */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
+store_cells_avx512(const Group *p, Py_ssize_t at, __m512 x, __mmask16 mask) {
+    const int whole = mask == (__mmask16)0xFFFF;
+    if (p->kind == 32) {
+        float *target = (float *)p->out + at;
+        if (whole)
+            _mm512_storeu_ps(target, x);
+        else
+            _mm512_mask_storeu_ps(target, mask, x);
+        return;
+    }
+    const __m512 limit = _mm512_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
+    const __m512 away = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(0.5f))));
+    const __m512i r = _mm512_cvttps_epi32(
+        _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(x, away), _mm512_sub_ps(_mm512_setzero_ps(), limit)), limit));
+    if (p->kind == 16) {
+        int16_t *target = (int16_t *)p->out + at;
+        if (whole)
+            _mm256_storeu_si256((__m256i *)target, _mm512_cvtepi32_epi16(r));
+        else
+            _mm256_mask_storeu_epi16(target, mask, _mm512_cvtepi32_epi16(r));
+    } else {
+        int8_t *target = (int8_t *)p->out + at;
+        if (whole)
+            _mm_storeu_si128((__m128i *)target, _mm512_cvtepi32_epi8(r));
+        else
+            _mm_mask_storeu_epi8(target, mask, _mm512_cvtepi32_epi8(r));
+    }
+}
 /* Pass 2 and the stores of cell row i for one plane l and one v with AVX-512: 16 cells at a time,
  * each of the `taps` ring rows they read (source[t]) loaded once and summed with weight[t][n] (the
  * row weight times the channel's scale) into the `count` channels pairing a u with v, which go
- * straight to the wire dtype: int16 / int8 rounded (halves away from zero) and clamped, as
- * store_row writes them, or float32; the last cells of a row (output rows are not padded) by masked
- * stores, the others by plain ones (see colour_block). */
+ * straight to the wire dtype (store_cells_avx512). */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const float *const *source, int taps,
             const float (*weight)[8], const int count) {
     const Py_ssize_t width = p->width;
-    const __m512 half = _mm512_set1_ps(0.5f);
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    const __m512 limit = _mm512_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
-    const __m512 low = _mm512_sub_ps(_mm512_setzero_ps(), limit);
     Py_ssize_t offset[8];
     for (int n = 0; n < count; n++)
         offset[n] = ((l * p->C + p->c_of[v][n]) * p->ch + i) * width;
     for (Py_ssize_t k = 0; k < width; k += 16) {
-        const int whole = width - k >= 16;
-        const __mmask16 mask = whole ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - k)) - 1u);
+        const __mmask16 mask = width - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - k)) - 1u);
         __m512 acc[8];
         for (int n = 0; n < count; n++)
             acc[n] = _mm512_setzero_ps();
@@ -485,33 +511,8 @@ rows_avx512(const Group *p, Py_ssize_t i, Py_ssize_t l, Py_ssize_t v, const floa
             for (int n = 0; n < count; n++)
                 acc[n] = _mm512_fmadd_ps(_mm512_set1_ps(weight[t][n]), x, acc[n]);
         }
-        for (int n = 0; n < count; n++) {
-            if (p->kind == 32) {
-                float *at = (float *)p->out + offset[n] + k;
-                if (whole)
-                    _mm512_storeu_ps(at, acc[n]);
-                else
-                    _mm512_mask_storeu_ps(at, mask, acc[n]);
-                continue;
-            }
-            const __m512 away = _mm512_castsi512_ps(
-                _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(acc[n]), sign), _mm512_castps_si512(half)));
-            const __m512i r =
-                _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc[n], away), low), limit));
-            if (p->kind == 16) {
-                int16_t *at = (int16_t *)p->out + offset[n] + k;
-                if (whole)
-                    _mm256_storeu_si256((__m256i *)at, _mm512_cvtepi32_epi16(r));
-                else
-                    _mm256_mask_storeu_epi16(at, mask, _mm512_cvtepi32_epi16(r));
-            } else {
-                int8_t *at = (int8_t *)p->out + offset[n] + k;
-                if (whole)
-                    _mm_storeu_si128((__m128i *)at, _mm512_cvtepi32_epi8(r));
-                else
-                    _mm_mask_storeu_epi8(at, mask, _mm512_cvtepi32_epi8(r));
-            }
-        }
+        for (int n = 0; n < count; n++)
+            store_cells_avx512(p, offset[n] + k, acc[n], mask);
     }
 }
 /* rows_avx512 compiled for each number of channels paired with v. */
