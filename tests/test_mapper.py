@@ -32,6 +32,8 @@ def test_instances_equal_the_stock_mappers(demo_dicts, crop, fuse):
         [0.7, 0.7],
         "INPUT.DCT.FUSE_RESIZE",
         fuse,
+        "INPUT.DCT.SOURCE",
+        "pixels",  # the decoded pixels' coefficients; the planes' are held to libjpeg's YCbCr in test_planes
     )
     assert DCTDatasetMapper(cfg, is_train=True).fuse == (fuse and not crop)
     for seed, d in enumerate(demo_dicts[:12]):
@@ -100,7 +102,7 @@ def test_lsj_crops_and_pads_inside_the_frequency_transform(demo_dicts):
     common = dict(
         is_train=True, augmentations=augmentations, image_format="BGR", use_instance_mask=True, recompute_boxes=True
     )
-    ours_mapper = DCTDatasetMapper(channels=channel_indices(24), **common)
+    ours_mapper = DCTDatasetMapper(channels=channel_indices(24), source="pixels", **common)
     stock_mapper = DatasetMapper(**common)
     assert ours_mapper.fuse
     padded_cells = 0

@@ -104,6 +104,9 @@ def mapper_variants(channel_counts, wires):
             cfg.MODEL.DCT.CHANNELS, cfg.INPUT.DCT.WIRE_DTYPE = n, wire
             variants.append((f"DCT-{n} {wire}", DCTDatasetMapper(cfg, True), cfg))
     cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
+    cfg.INPUT.DCT.SOURCE = "pixels"
+    variants.append(("DCT-24 int16 from pixels decoded to BGR (SOURCE pixels)", DCTDatasetMapper(cfg, True), cfg))
+    cfg = base_cfg("mask_rcnn_dct_R50_FPN.yaml", "cpu")
     cfg.MODEL.DCT.TRANSFORM_ON = "device"
     variants.append(("DCT-24, transform on device (ships decoded pixels)", DCTDatasetMapper(cfg, True), cfg))
     if compressed_path_available():

@@ -5,10 +5,10 @@
   ``CELL``, the pixels per DCT cell.
 - The transform that produces inputs (:mod:`.separable`): :func:`separable_dct` computes
   only the kept channels of a batch of images, on any device, absorbing a resize and
-  flips (:class:`Geometry`), and :func:`image_dct` the same of one image as decoded (what a
-  data loader runs); its per-axis operators are built and cached in
-  :mod:`.operators`; :mod:`.wire` encodes its output in a compact dtype for the trip to
-  the device and decodes it there.
+  flips (:class:`Geometry`), :func:`image_dct` the same of one image as decoded, and
+  :func:`planes_dct` of a JPEG's own Y, Cb and Cr planes (what a data loader runs); its
+  per-axis operators are built and cached in :mod:`.operators`; :mod:`.wire` encodes its
+  output in a compact dtype for the trip to the device and decodes it there.
 - The reference (:mod:`.reference`, :mod:`.block`, :mod:`.color`): the paper's pipeline
   written plainly in numpy (:func:`upscaled_dct`), JPEG's 8x8 block DCT
   (:func:`block_dct`) and colour transform (:func:`rgb_to_ycbcr`). The readable
@@ -34,7 +34,7 @@ from .channels import (
 )
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .reference import upsample_bilinear, upscaled_dct, upscaled_idct
-from .separable import Geometry, image_dct, kernel_routines, separable_dct
+from .separable import Geometry, image_dct, kernel_routines, planes_dct, separable_dct
 from .wire import WIRE_DTYPES
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "grid_size",
     "image_dct",
     "kernel_routines",
+    "planes_dct",
     "resolve_channels",
     "rgb_to_ycbcr",
     "separable_dct",

@@ -18,7 +18,9 @@
  * gathering each tap's pixels for every cell once (for all v), then summing with per-cell
  * weights along j; its result is laid out so that pass 2 sums a few whole rows with one weight
  * each. Components with the same operators and channels (Cb and Cr) go as the planes of one
- * group, so that each weight and index loaded serves every plane. The stores write the wire
+ * group, so that each weight and index loaded serves every plane. A JPEG's own stored plane comes
+ * as a view whose three channels are the plane itself (stride 0 between them; freqdet.io.planes)
+ * with the colour row (1, 0, 0), and is read as one channel. The stores write the wire
  * dtype directly: int16 / int8 rounded to nearest (half away from zero) and clamped, or float32;
  * with AVX-512 (16 cells) or AVX2 and FMA (8 cells) pass 2 sums the cells of every u paired with
  * one v from the same loaded rows and stores them at once, elsewhere it fills a row buffer (in
@@ -251,6 +253,13 @@ VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Colou
             }
         return;
     }
+    if (!x->is_float && x->stride_k == 0 && x->stride_w == 1) { /* one stored plane, each channel it */
+        const uint8_t *restrict row = (const uint8_t *)(x->data + h * x->stride_h);
+        for (Py_ssize_t q = 0; q < c->count; q++)
+            for (Py_ssize_t w = 0; w < W; w++)
+                lines[q * stride + w] = colour_value(c->matrix[q], c->bias[q], (float)row[w], (float)row[w], (float)row[w]);
+        return;
+    }
     const char *row = x->data + h * x->stride_h;
     for (Py_ssize_t w = 0; w < W; w++) {
         const char *at = row + w * x->stride_w;
@@ -442,6 +451,11 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
             for (int k = 0; k < 3; k++)
                 channel[k] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(v0, first[k], v1), second[k], v2);
             colour_block(c, lines, w, 16, channel[0], channel[1], channel[2]);
+        }
+    } else if (!x->is_float && x->stride_k == 0 && x->stride_w == 1) { /* one stored plane, each channel it */
+        for (; w + 16 <= W; w += 16) {
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + w))));
+            colour_block(c, lines, w, 16, v, v, v);
         }
     }
     for (; w < W; w += 16) {
@@ -635,6 +649,11 @@ __attribute__((target("avx2,fma"))) static void colour_lines_avx2(const Image *x
                 channel[k] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
             }
             colour_block_avx2(c, lines, w, 8, channel[0], channel[1], channel[2]);
+        }
+    } else if (!x->is_float && x->stride_k == 0 && x->stride_w == 1) { /* one stored plane, each channel it */
+        for (; w + 8 <= W; w += 8) {
+            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + w))));
+            colour_block_avx2(c, lines, w, 8, v, v, v);
         }
     }
     for (; w < W; w += 8) {

@@ -78,6 +78,29 @@ def pil_bilinear_weights(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]
     return xmin, weights
 
 
+def plane_size(n: int, subsampled: bool) -> int:
+    """Samples along an axis of ``n`` pixels of a plane that is, or is not, subsampled 2:1."""
+    return -(-n // 2) if subsampled else n
+
+
+def _upsampled(start: np.ndarray, weights: np.ndarray, n_in: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Taps (``start``, ``weights``) over ``n_in`` pixels as taps over a plane subsampled 2:1 along the
+    axis, through libjpeg's "fancy" upsampling of it: pixel p is 3/4 of sample p // 2 and 1/4 of its
+    neighbour on p's side (the edge samples repeat), the triangle filter of chroma samples centred
+    between two pixels; libjpeg rounds its result to an integer, this does not."""
+    n_plane = plane_size(n_in, True)
+    pixels = np.minimum(start[:, None] + np.arange(weights.shape[1]), n_in - 1)  # taps past the edge weigh 0
+    near = pixels // 2
+    far = np.clip(near + np.where(pixels % 2 == 0, -1, 1), 0, n_plane - 1)
+    samples = np.concatenate([near, far], axis=1)
+    sample_weights = np.concatenate([0.75 * weights, 0.25 * weights], axis=1)
+    first = samples.min(axis=1)
+    width = int((samples - first[:, None]).max()) + 1
+    slot = (np.arange(len(first))[:, None] * width + samples - first[:, None]).ravel()
+    composed = np.bincount(slot, weights=sample_weights.ravel(), minlength=len(first) * width)
+    return first, composed.reshape(len(first), width)
+
+
 class AxisOperator(NamedTuple):
     """One axis of the transform: cell i, frequency u -> sum_t weights[u, i, t] * x[index[i, t]]."""
 
@@ -96,8 +119,11 @@ def axis_operator(
     flip: bool = False,
     luma_upscale: int = LUMA_UPSCALE,
     window: Window = None,
+    subsampled: bool = False,
 ) -> AxisOperator:
-    """The operator of one axis: optional resize ``n_in -> n_out`` (Pillow bilinear), an optional
+    """The operator of one axis: with ``subsampled``, libjpeg's upsampling of a plane of
+    ``ceil(n_in / 2)`` samples to ``n_in`` pixels (a JPEG's own chroma plane), which the operator
+    then reads (:func:`_upsampled`); an optional resize ``n_in -> n_out`` (Pillow bilinear), an optional
     ``window`` (``first, length, total``: pixels first .. first + length - 1 of the resized axis,
     followed by ``total - length`` pixels of the level-shifted value 0, i.e. grey 128: Detectron2's
     ``FixedSizeCrop``), an optional flip of that axis, then the upscaling, padding and DCT of the
@@ -107,6 +133,9 @@ def axis_operator(
         start, resize = np.arange(n_in), np.ones((n_in, 1))
     else:
         start, resize = pil_bilinear_weights(n_in, n_out)
+    if subsampled:
+        start, resize = _upsampled(start, resize, n_in)
+    n_plane = plane_size(n_in, subsampled)
     if window is not None:
         first, length, total = window
         if not (0 <= first and 0 < length and first + length <= n_out and length <= total):
@@ -132,8 +161,8 @@ def axis_operator(
     per_row = np.bincount(slot, weights=weight.ravel(), minlength=cells * 8 * window).reshape(cells, 8, window)
     weights = np.matmul(DCT_MATRIX, per_row).transpose(1, 0, 2)  # (8, cells, window)
     index = base[:, None] + np.arange(window)[None, :]
-    weights[:, index >= n_in] = 0.0  # window positions past the edge carry no weight
-    return AxisOperator(np.minimum(index, n_in - 1), weights)
+    weights[:, index >= n_plane] = 0.0  # window positions past the edge carry no weight
+    return AxisOperator(np.minimum(index, n_plane - 1), weights)
 
 
 @lru_cache(maxsize=None)
@@ -176,11 +205,13 @@ def banded_operator(
     window: Window,
     freqs: Tuple[int, ...],
     device: str = "cpu",
+    subsampled: bool = False,
 ) -> BandedOperator:
     """The operator of one axis as :class:`BandedOperator`, on ``device`` (cached per device,
     so the GPU path copies each operator once). Plain dense tensors: no sparse tensor is made,
     which in a DataLoader worker forked from a process using CUDA would fail."""
-    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window, subsampled)
+    n_in = plane_size(n_in, subsampled)
     cells, window = op.index.shape
     chunks = -(-cells // CHUNK)
     pad = chunks * CHUNK - cells
@@ -252,10 +283,11 @@ def kernel_operator(
     window: Window,
     freqs: Tuple[int, ...],
     columns: bool = False,
+    subsampled: bool = False,
 ) -> KernelOperator:
     """:func:`axis_operator` for some frequencies as the CPU kernel takes it (:class:`KernelOperator`)
     for the row axis, or with ``columns`` the column axis."""
-    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window)
+    op = axis_operator(n_in, chroma, n_out, flip, luma_upscale, window, subsampled)
     active = np.flatnonzero(np.abs(op.weights).sum(axis=(0, 2)) > 0)
     first, last = (int(active[0]), int(active[-1]) + 1) if len(active) else (0, 0)
     index, weights = op.index[first:last], op.weights[list(freqs), first:last]

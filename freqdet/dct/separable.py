@@ -172,10 +172,34 @@ def _kernel_plans(rows: tuple, cols: tuple, wanted: tuple, input_format: str, st
         freqs = frequencies(ks)
         row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us)
         col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True)
-        scales = np.ones(len(ks), np.float32) if part is None else (1.0 / np.asarray(part)).astype(np.float32)
         count = len(components) * len(ks)
-        plans.append((_colour_rows(components, input_format), row, col, freqs.pairs, scales, first, count))
+        plans.append((_colour_rows(components, input_format), row, col, freqs.pairs, _scales(ks, part), first, count))
     return plans
+
+
+def _scales(ks: tuple, steps: Optional[tuple]) -> np.ndarray:
+    """What the kernel multiplies channels ``ks`` by: 1 / their steps (float32)."""
+    return np.ones(len(ks), np.float32) if steps is None else (1.0 / np.asarray(steps)).astype(np.float32)
+
+
+# A stored plane as the kernel reads it: one channel (a view of it three times over, see
+# _as_pixels), level-shifted; Cb and Cr are stored with JPEG's offset of 128, the level shift.
+_PLANE_COLOUR = (np.array([[1.0, 0.0, 0.0]], np.float32), np.array([-LEVEL_SHIFT], np.float32))
+
+
+@lru_cache(maxsize=256)
+def _plane_plan(rows: tuple, cols: tuple, chroma: bool, ks: tuple, subsampling: Tuple[int, int], steps):
+    """:func:`_kernel_plans` of one stored plane, its chroma read through libjpeg's upsampling
+    along the axes ``subsampling`` (rows, columns) says are subsampled 2:1."""
+    freqs = frequencies(ks)
+    row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us, subsampled=subsampling[0] == 2)
+    col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True, subsampled=subsampling[1] == 2)
+    return _PLANE_COLOUR, row, col, freqs.pairs, _scales(ks, steps), 0, len(ks)
+
+
+def _as_pixels(plane: np.ndarray) -> np.ndarray:
+    """An (h, w) plane as the (h, w, 3) pixels the kernel reads, each channel the plane itself (no copy)."""
+    return np.lib.stride_tricks.as_strided(plane, (*plane.shape, 3), (*plane.strides, 0), writeable=False)
 
 
 def _axes(height: int, width: int, geometry: "Geometry", luma_upscale: int):
@@ -234,10 +258,12 @@ def _apply_torch(
     ks: Sequence[int],
     out: torch.Tensor,
     steps: Optional[Sequence[float]] = None,
+    subsampled: Tuple[bool, bool] = (False, False),
 ) -> None:
     """Channels ``ks`` (k = 8u + v, ascending) of planes (N, H, W) into ``out`` (N, len(ks), cells_h, cells_w).
 
-    ``rows`` and ``cols`` are the :func:`~.operators.axis_operator` arguments of each axis. A column
+    ``rows`` and ``cols`` are the :func:`~.operators.axis_operator` arguments of each axis
+    (``subsampled`` its last, per axis: a JPEG's chroma plane as stored). A column
     pass makes every needed v, a row pass every needed u of those, each one batched
     product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
@@ -249,7 +275,8 @@ def _apply_torch(
     freqs = frequencies(tuple(ks))
     us, vs = freqs.us, freqs.vs
     device = str(plane.device)
-    row_op, col_op = banded_operator(*rows, us, device), banded_operator(*cols, vs, device)
+    row_op = banded_operator(*rows, us, device, subsampled[0])
+    col_op = banded_operator(*cols, vs, device, subsampled[1])
     n, cells_h, cells_w = plane.shape[0], out.shape[-2], out.shape[-1]
     across = _banded_product(col_op, plane.transpose(1, 2).contiguous())  # (N, padded cells_w, v, H)
     across = across.permute(0, 3, 2, 1).reshape(n, plane.shape[1], -1)  # (N, H, v * padded cells_w)
@@ -339,4 +366,46 @@ def image_dct(
     grid, plans = _plans(*image.shape[:2], selection, input_format, geometry, LUMA_UPSCALE, steps)
     out = _empty((len(selection), *grid), dtype, torch.device("cpu"))
     _run_kernel(image, plans, out.numpy())
+    return out
+
+
+def planes_dct(
+    planes,
+    channels,
+    geometry: Geometry = Geometry(),
+    dtype: torch.dtype = torch.float32,
+    steps: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
+    """A JPEG's own Y, Cb and Cr planes (:class:`freqdet.io.planes.YCbCrPlanes`) -> (C, ceil(h/4),
+    ceil(w/4)): :func:`image_dct` of the picture, on the CPU, computed from the YCbCr the file
+    stores instead of from its decoded pixels: each chroma plane is read through libjpeg's
+    upsampling filter, unrounded (:func:`freqdet.dct.operators.axis_operator`), and no pixel is
+    converted to or from BGR. A greyscale picture's Cb and Cr channels are 0."""
+    selection = resolve_channels(channels)
+    rows, cols, grid = _axes(*planes.shape, geometry, LUMA_UPSCALE)
+    out = _empty((len(selection), *grid), dtype, torch.device("cpu"))
+    key = steps if steps is None or type(steps) is tuple else tuple(float(x) for x in steps)
+    first = 0
+    for component, ks in _wanted(selection):
+        plane, target = (planes.y, planes.cb, planes.cr)[component], out[first : first + len(ks)]
+        part = None if key is None else key[first : first + len(ks)]
+        subsampling = planes.subsampling if component > 0 else (1, 1)
+        if plane is None:
+            target.zero_()
+        elif _banded is not None:
+            plan = _plane_plan(rows, cols, component > 0, ks, tuple(subsampling), part)
+            _run_kernel(_as_pixels(plane), [plan], target.numpy())
+        else:
+            pixels = torch.from_numpy(np.array(plane, np.float32) - LEVEL_SHIFT)[None]
+            chroma = component > 0
+            _apply_torch(
+                pixels,
+                (rows[0], chroma, *rows[1:]),
+                (cols[0], chroma, *cols[1:]),
+                ks,
+                target[None],
+                part,
+                (subsampling[0] == 2, subsampling[1] == 2),
+            )
+        first += len(ks)
     return out

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .channels import LUMA_UPSCALE, PER_COMPONENT, grid_size, resolve_channels
 from .operators import axis_bounds
-from .separable import Geometry, image_dct, separable_dct
+from .separable import Geometry, image_dct, planes_dct, separable_dct
 
 WIRE_DTYPES = {"int16": np.int16, "int8": np.int8, "float32": np.float32}
 _INT8_MAX = 127
@@ -94,6 +94,14 @@ def encode_image(
     :func:`encode` of it, by :func:`freqdet.dct.separable.image_dct` (one call into the CPU kernel)."""
     selection, torch_dtype, steps = _wire(selection, dtype)
     return image_dct(image, selection, input_format, geometry, dtype=torch_dtype, steps=steps)
+
+
+def encode_planes(planes, selection: Sequence[int], dtype: str, geometry: Geometry = Geometry()) -> torch.Tensor:
+    """A JPEG's own Y, Cb and Cr planes (:class:`freqdet.io.planes.YCbCrPlanes`) -> (C, ceil(h/4),
+    ceil(w/4)) wire tensor: :func:`encode_image` of the picture, computed from the planes by
+    :func:`freqdet.dct.separable.planes_dct`."""
+    selection, torch_dtype, steps = _wire(selection, dtype)
+    return planes_dct(planes, selection, geometry, dtype=torch_dtype, steps=steps)
 
 
 def decode(tensor: torch.Tensor, selection: Sequence[int]) -> torch.Tensor:

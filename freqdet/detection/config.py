@@ -16,7 +16,7 @@ from ..io import MAX_IMAGE_PIXELS
 from ..stats import ChannelStats, load_stats
 
 TRANSFORM_PLACES = ("cpu", "device")
-SOURCES = ("pixels", "jpeg")
+SOURCES = ("planes", "pixels", "jpeg")
 PREPROCESSES = ("freqdet", "release")
 BAD_IMAGE_POLICIES = ("raise", "skip")
 
@@ -84,11 +84,15 @@ def add_freqdet_config(cfg: CN) -> None:
     # Pillow's uint8 rounding of the resized pixels is the only difference). Only when the
     # augmentations are of those kinds.
     cfg.INPUT.DCT.FUSE_RESIZE = True
-    # Where the coefficients come from: "pixels" (decode, augment, the paper's upscaled
+    # Where the coefficients come from: "planes" (a JPEG's own Y, Cb and Cr planes, the paper's
+    # upscaled transform computed from them without converting colours to BGR and back; see
+    # freqdet/io/planes.py; used where the transform absorbs the augmentations and runs on the
+    # CPU, and the file is a YCbCr or greyscale JPEG with chroma subsampled 1 or 2 per axis;
+    # "pixels" otherwise), "pixels" (decode to INPUT.FORMAT, augment, the paper's upscaled
     # transform) or "jpeg" (the file's own quantized coefficients, read without decoding
     # pixels and resampled to the training grid on the device; see freqdet/io/coefficients.py).
     # "jpeg" ships int16, takes only resize and flip augmentations, and runs on the CPU path.
-    cfg.INPUT.DCT.SOURCE = "pixels"
+    cfg.INPUT.DCT.SOURCE = "planes"
     # How a test image becomes coefficients: "freqdet" (the paper's pipeline as freqdet computes
     # it, INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST) or "release" (the official release's detection
     # pipeline step for step: mmcv's resize to MAX_SIZE_TEST x MIN_SIZE_TEST keeping the ratio,
@@ -224,11 +228,11 @@ def preprocess(cfg: CN) -> str:
     """INPUT.DCT.PREPROCESS, checked against the keys it constrains."""
     value = choice(cfg, "INPUT.DCT.PREPROCESS", PREPROCESSES)
     if value == "release" and (
-        cfg.INPUT.DCT.SOURCE != "pixels" or cfg.INPUT.DCT.WIRE_DTYPE != "int16" or cfg.MODEL.DCT.TRANSFORM_ON != "cpu"
+        cfg.INPUT.DCT.SOURCE == "jpeg" or cfg.INPUT.DCT.WIRE_DTYPE != "int16" or cfg.MODEL.DCT.TRANSFORM_ON != "cpu"
     ):
         raise ValueError(
             "cfg.INPUT.DCT.PREPROCESS 'release' computes int16 coefficients from pixels in the data loader: set "
-            "INPUT.DCT.SOURCE 'pixels', INPUT.DCT.WIRE_DTYPE 'int16' and MODEL.DCT.TRANSFORM_ON 'cpu'"
+            "INPUT.DCT.SOURCE 'planes' or 'pixels', INPUT.DCT.WIRE_DTYPE 'int16' and MODEL.DCT.TRANSFORM_ON 'cpu'"
         )
     return value
 

@@ -15,9 +15,10 @@ from PIL import Image
 
 from .. import stages
 from ..dct import NUM_CHANNELS, Geometry, resolve_channels
-from ..dct.wire import encode_image
+from ..dct.wire import encode_image, encode_planes
 from ..io import ImageDecodeError, read_image, read_jpeg_coefficients
 from ..io.coefficients import check_available
+from ..io.planes import read_planes
 from ..release_pipeline import RELEASE_SCALE, detection_input, opencv
 from . import inputs
 from .bad_images import BadImageLog
@@ -77,10 +78,11 @@ def absorbable(transforms: List[T.Transform]) -> Optional[Geometry]:
 class DCTDatasetMapper(DatasetMapper):
     """Detectron2's ``DatasetMapper`` for frequency-domain models.
 
-    Reading (libjpeg-turbo, see :func:`freqdet.read_image`), augmentations and annotation
-    handling are Detectron2's own, so for the same random state the ``instances`` are
-    identical to the stock mapper's. Instead of the augmented pixels it ships (the keys
-    are those of :mod:`freqdet.detection.inputs`):
+    Reading (libjpeg-turbo: a JPEG's own Y, Cb and Cr planes where the transform absorbs the
+    augmentations, :func:`freqdet.io.read_planes`, else pixels, :func:`freqdet.read_image`),
+    augmentations and annotation handling are Detectron2's own, so for the same random state
+    the ``instances`` are identical to the stock mapper's. Instead of the augmented pixels it
+    ships (the keys are those of :mod:`freqdet.detection.inputs`):
 
     - ``"dct"``: the selected channels of the augmented image, a ``(C, ceil(H/4),
       ceil(W/4))`` tensor in the wire dtype (``cfg.INPUT.DCT.WIRE_DTYPE``);
@@ -92,7 +94,10 @@ class DCTDatasetMapper(DatasetMapper):
     pad are not applied to the pixels: the frequency transform absorbs them
     (``INPUT.DCT.FUSE_RESIZE``), computing the same coefficients from the decoded image
     directly, except that Pillow would have rounded the resized pixels to uint8 (a difference
-    of about one unit). Cells of padding alone are 0.
+    of about one unit). Cells of padding alone are 0. Then, with ``INPUT.DCT.SOURCE "planes"``
+    (the default), a JPEG is not decoded to pixels at all: the transform reads its own Y, Cb
+    and Cr planes, whose coefficients are those of the file's YCbCr before libjpeg rounds and
+    clips it to BGR (:mod:`freqdet.io.planes`).
 
     With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
     instead of ``"dct"``, and the model transforms them on its device into the same numbers:
@@ -110,7 +115,7 @@ class DCTDatasetMapper(DatasetMapper):
         wire_dtype: str = "int16",
         transform_on: str = "cpu",
         fuse_resize: bool = True,
-        source: str = "pixels",
+        source: str = "planes",
         preprocess: str = "freqdet",
         release_scale: Tuple[int, int] = RELEASE_SCALE,
         max_pixels: int = None,
@@ -124,7 +129,10 @@ class DCTDatasetMapper(DatasetMapper):
             wire_dtype: "int16", "int8" or "float32" (see :mod:`freqdet.dct.wire`).
             transform_on: "cpu" to ship coefficients, "device" to ship pixels.
             fuse_resize: let the frequency transform absorb resizes, crops with grey padding and flips.
-            source: "pixels", or "jpeg" for the file's own coefficients (:mod:`freqdet.io.coefficients`).
+            source: "planes" (a JPEG's own Y, Cb and Cr planes where the transform absorbs the
+                augmentations and runs on the CPU, :mod:`freqdet.io.planes`; else its pixels),
+                "pixels" (the pixels decoded to ``image_format``), or "jpeg" for the file's own
+                coefficients (:mod:`freqdet.io.coefficients`).
             preprocess: "freqdet", or "release" for the official release's detection pipeline
                 (:func:`freqdet.release_pipeline.detection_input`; inference only), which
                 resizes to ``release_scale`` (long side, short side) keeping the ratio.
@@ -148,6 +156,7 @@ class DCTDatasetMapper(DatasetMapper):
         self.fuse = fuse_resize and geometric
         self.source = source
         self.preprocess, self.release_scale = preprocess, tuple(release_scale)
+        self.planes = source == "planes" and self.fuse and transform_on == "cpu" and preprocess == "freqdet"
         if preprocess == "release":
             if is_train:
                 raise ValueError(
@@ -164,6 +173,8 @@ class DCTDatasetMapper(DatasetMapper):
         shipped = f"as {wire_dtype}" if transform_on == "cpu" else "as pixels, transformed on the device"
         if source == "jpeg":
             shipped = "from the JPEG files' own coefficients, on their grids"
+        elif self.planes:
+            shipped += ", computed from the JPEG files' own Y, Cb and Cr planes"
         fused = ", resizes and flips absorbed by the transform" if self.fuse else ""
         if preprocess == "release":
             shipped, fused = "as int16, computed by the official release's detection pipeline", ""
@@ -259,11 +270,36 @@ class DCTDatasetMapper(DatasetMapper):
         if self.source == "jpeg":
             transforms, image_shape = self._map_jpeg(dataset_dict)
             return self._finish(dataset_dict, transforms, image_shape)
-        with stages.stage(stages.DECODE):
-            image = read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
-        return self._map_pixels(dataset_dict, image)
+        if self.planes:
+            with stages.stage(stages.DECODE):
+                planes = read_planes(dataset_dict["file_name"], self.max_pixels)
+            if planes is not None:
+                return self._map_planes(dataset_dict, planes)
+        return self._map_pixels(dataset_dict, self._read_pixels(dataset_dict))
 
-    def _map_pixels(self, dataset_dict, image):
+    def _read_pixels(self, dataset_dict) -> np.ndarray:
+        with stages.stage(stages.DECODE):
+            return read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
+
+    def _map_planes(self, dataset_dict, planes):
+        """The coefficients of a JPEG's own planes (:func:`freqdet.dct.wire.encode_planes`), the
+        augmentations absorbed; where they cannot be, the pixels are read and the transforms
+        already drawn applied to them."""
+        shape = np.broadcast_to(np.zeros((), np.uint8), (*planes.shape, 3))
+        utils.check_image_size(dataset_dict, shape)
+        with stages.stage(stages.AUGMENTATION):
+            transforms = self._augmentation_transforms(shape)
+            geometry = absorbable(transforms)
+        if geometry is None:
+            return self._map_pixels(dataset_dict, self._read_pixels(dataset_dict), transforms)
+        dataset_dict.pop("sem_seg_file_name", None)
+        image_shape = geometry.output_size(*planes.shape)
+        wire = encode_planes(planes, self.channels, self.wire_dtype, geometry)
+        inputs.put_coefficients(dataset_dict, wire, image_shape)
+        return self._finish(dataset_dict, T.TransformList(transforms), image_shape)
+
+    def _map_pixels(self, dataset_dict, image, transforms: Optional[List[T.Transform]] = None):
+        """``transforms``: those drawn already for the image's shape (fused augmentations only)."""
         utils.check_image_size(dataset_dict, image)
         dataset_dict.pop("sem_seg_file_name", None)
         if self.preprocess == "release":
@@ -272,7 +308,7 @@ class DCTDatasetMapper(DatasetMapper):
         geometry = None
         with stages.stage(stages.AUGMENTATION):
             if self.fuse:
-                transforms = self._augmentation_transforms(image)
+                transforms = transforms if transforms is not None else self._augmentation_transforms(image)
                 geometry = absorbable(transforms)
                 transforms = T.TransformList(transforms)
                 if geometry is None:

@@ -23,8 +23,9 @@ Image = Union[str, os.PathLike, np.ndarray]
 class DCTPredictor(DefaultPredictor):
     """``DefaultPredictor`` that takes a file path or an array, and a list of them at once.
 
-    Files are decoded by :func:`freqdet.read_image` (libjpeg-turbo, EXIF orientation applied
-    as Detectron2 applies it), arrays are (H, W, 3) uint8 in BGR order, as
+    Files are read as the test loader reads them (``INPUT.DCT.SOURCE``: a JPEG's own Y, Cb and
+    Cr planes, :func:`freqdet.io.read_planes`, or pixels decoded by :func:`freqdet.read_image`;
+    EXIF orientation applied as Detectron2 applies it), arrays are (H, W, 3) uint8 in BGR order, as
     ``DefaultPredictor`` takes them. Each image is resized as at test time
     (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) by the frequency transform itself, and the
     result is Detectron2's: ``{"instances": Instances}`` in the pixels of the original
