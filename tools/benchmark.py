@@ -9,11 +9,13 @@ In one process, on the same real JPEGs (photos shipped with matplotlib and sciki
 noise hits every variant alike:
 
 - mappers, one thread (median ms per image, images/s per core): Detectron2's ``DatasetMapper``
-  against ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype, and with the
-  transform left to the device, all with Detectron2's COCO training augmentation
-  (ResizeShortestEdge 800 / 1333 and a horizontal flip), and the compressed-domain path
-  that reads the JPEG's own coefficients, next to the JPEG decode alone (libjpeg-turbo to
-  BGR, ``freqdet.io.read_image``: the floor of any pixel path); with ``--stages``, where each
+  against ``DCTDatasetMapper`` for 24 / 64 / 192 channels and each wire dtype (reading a
+  JPEG's own Y, Cb and Cr planes, ``INPUT.DCT.SOURCE "planes"``), DCT-24 from pixels decoded
+  to BGR (``SOURCE "pixels"``) and with the transform left to the device, all with
+  Detectron2's COCO training augmentation (ResizeShortestEdge 800 / 1333 and a horizontal
+  flip), and the compressed-domain path that reads the JPEG's own coefficients, next to
+  the JPEG decode alone (libjpeg-turbo to BGR, ``freqdet.io.read_image``: the floor of any
+  pixel path); with ``--stages``, where each
   DCT mapper's time goes (decode, augmentation, colour conversion, the transform's two passes,
   the second with the wire dtype's stores, annotations, the rest); and the same for large-scale jitter (Detectron2's
   LSJ recipes: ResizeScale 0.1-2.0, FixedSizeCrop 1024, flip), stock against DCT-24, the
