@@ -4,7 +4,8 @@
 a column pass makes every needed horizontal frequency v, a row pass every needed
 vertical frequency u of those, and only the (u, v) pairs of kept channels are written.
 No upscaled or resized image is ever built, and a resize or flip the operators absorb
-(a :class:`Geometry`) costs nothing more. Two engines run the passes:
+(a :class:`Geometry`) costs nothing more. :func:`planes_dct` computes the same from a JPEG's
+own Y, Cb and Cr planes, one plane at a time, without colour conversion. Two engines run the passes:
 
 - on a CPU, a C kernel (``freqdet.dct._banded``, built from ``banded_dct.c`` beside this
   file where a C compiler is) that reads the pixels as they are (uint8, any layout),
