@@ -22,7 +22,8 @@ STATS = ["MODEL.DCT.MEAN", [5.0] * 24, "MODEL.DCT.STD", [50.0] * 24]
 
 @pytest.mark.parametrize("wire", ["int16", "float32"])
 def test_transform_on_the_gpu_gives_the_cpu_paths_numbers(demo_dicts, wire):
-    opts = ["INPUT.DCT.WIRE_DTYPE", wire, *STATS]
+    # The GPU transforms decoded pixels: the CPU path from pixels, not the file's own planes.
+    opts = ["INPUT.DCT.WIRE_DTYPE", wire, "INPUT.DCT.SOURCE", "pixels", *STATS]
     cpu_model = build_model(small_cfg(CONFIG, *opts)).eval()
     gpu_cfg = small_cfg(CONFIG, *opts, "MODEL.DEVICE", "cuda", "MODEL.DCT.TRANSFORM_ON", "device")
     gpu_model = build_model(gpu_cfg).eval()

@@ -104,6 +104,8 @@ def test_transform_on_the_device_gives_the_cpu_paths_numbers(demo_dicts, wire, f
         [5.0] * 24,
         "MODEL.DCT.STD",
         [50.0] * 24,
+        "INPUT.DCT.SOURCE",
+        "pixels",  # the device transforms decoded pixels; "planes" reads the file's YCbCr on the CPU only
     ]
     cpu_cfg = small_cfg(CONFIGS["faster"], *opts)
     device_cfg = small_cfg(CONFIGS["faster"], *opts, "MODEL.DCT.TRANSFORM_ON", "device")

@@ -73,7 +73,9 @@ def add_freqdet_config(cfg: CN) -> None:
     # Where the frequency transform runs: "cpu" (in the data loader, which then ships
     # coefficients in INPUT.DCT.WIRE_DTYPE) or "device" (the loader ships the augmented
     # uint8 pixels and the model transforms them on its device; the coefficients are
-    # rounded as the wire dtype would round them, so both give the same numbers).
+    # rounded as the wire dtype would round them, so both give the same numbers as
+    # INPUT.DCT.SOURCE "pixels"; the default "planes" reads the JPEG's own YCbCr instead, on the
+    # CPU only, whose coefficients differ from its decoded pixels' by a fraction of a unit on average).
     cfg.MODEL.DCT.TRANSFORM_ON = "cpu"
 
     cfg.INPUT.DCT = CN()
