@@ -169,13 +169,20 @@ def _kernel_plans(rows: tuple, cols: tuple, wanted: tuple, input_format: str, st
     (first, count) in the output; cached, as an image's size and geometry often repeat."""
     plans = []
     for components, ks, first, part in _kernel_groups(wanted, steps):
-        chroma = components[0] > 0
         freqs = frequencies(ks)
-        row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us)
-        col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True)
+        row, col = _kernel_operators(rows, cols, components[0] > 0, freqs)
         count = len(components) * len(ks)
         plans.append((_colour_rows(components, input_format), row, col, freqs.pairs, _scales(ks, part), first, count))
     return plans
+
+
+def _kernel_operators(rows: tuple, cols: tuple, chroma: bool, freqs, subsampling: Tuple[int, int] = (1, 1)):
+    """The row and column :func:`~.operators.kernel_operator` of a component's frequencies, its
+    plane read through libjpeg's upsampling along the axes ``subsampling`` (rows, columns) says
+    are subsampled 2:1 (a JPEG's own chroma plane)."""
+    row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us, subsampled=subsampling[0] == 2)
+    col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True, subsampled=subsampling[1] == 2)
+    return row, col
 
 
 def _scales(ks: tuple, steps: Optional[tuple]) -> np.ndarray:
@@ -190,12 +197,16 @@ _PLANE_COLOUR = (np.array([[1.0, 0.0, 0.0]], np.float32), np.array([-LEVEL_SHIFT
 
 @lru_cache(maxsize=256)
 def _plane_plan(rows: tuple, cols: tuple, chroma: bool, ks: tuple, subsampling: Tuple[int, int], steps):
-    """:func:`_kernel_plans` of one stored plane, its chroma read through libjpeg's upsampling
-    along the axes ``subsampling`` (rows, columns) says are subsampled 2:1."""
+    """:func:`_kernel_plans` of one stored plane (:func:`_kernel_operators`)."""
     freqs = frequencies(ks)
-    row = kernel_operator(rows[0], chroma, *rows[1:], freqs.us, subsampled=subsampling[0] == 2)
-    col = kernel_operator(cols[0], chroma, *cols[1:], freqs.vs, True, subsampled=subsampling[1] == 2)
-    return _PLANE_COLOUR, row, col, freqs.pairs, _scales(ks, steps), 0, len(ks)
+    return (
+        _PLANE_COLOUR,
+        *_kernel_operators(rows, cols, chroma, freqs, subsampling),
+        freqs.pairs,
+        _scales(ks, steps),
+        0,
+        len(ks),
+    )
 
 
 def _as_pixels(plane: np.ndarray) -> np.ndarray:

@@ -101,8 +101,9 @@ class DCTDatasetMapper(DatasetMapper):
 
     With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
     instead of ``"dct"``, and the model transforms them on its device into the numbers of
-    ``SOURCE "pixels"`` on the CPU: the augmented pixels, or, when the geometry is absorbed, the decoded pixels with
-    ``"resize"``, ``"crop"``, ``"pad"``, ``"hflip"`` and ``"vflip"`` saying what the model must apply.
+    ``SOURCE "pixels"`` on the CPU: the augmented pixels, or, when the geometry is absorbed, the
+    decoded pixels with ``"resize"``, ``"crop"``, ``"pad"``, ``"hflip"`` and ``"vflip"`` saying
+    what the model must apply.
     """
 
     @configurable

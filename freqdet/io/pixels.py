@@ -51,26 +51,44 @@ def turbojpeg_decoder():
     return _TURBO
 
 
+def decode_strictly(turbo, data: bytes, path, max_pixels: Optional[int], decode):
+    """``decode(width, height, subsampling, colorspace)`` of a JPEG's header (read by libjpeg-turbo,
+    its size checked first), with every libjpeg error or warning raised as :class:`ImageDecodeError`:
+    libjpeg reports truncated or corrupt entropy-coded data as a warning and fills the rest with
+    grey, a picture that must never reach training."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            width, height, subsampling, colorspace = turbo.decode_header(data)
+            check_size(path, width, height, max_pixels)
+            result = decode(width, height, subsampling, colorspace)
+        except OSError as e:
+            raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
+    if caught:
+        raise ImageDecodeError(path, f"corrupt JPEG data ({caught[0].message})")
+    return result
+
+
+def jpeg_orientation(data: bytes, path) -> Optional[int]:
+    """A JPEG's EXIF orientation, or None where its header cannot be read by Pillow."""
+    try:
+        return read_orientation(open_header(data, path))
+    except ImageDecodeError:
+        return None
+
+
 def _decode_turbo(turbo, data: bytes, path, fmt: str, max_pixels: Optional[int]) -> Optional[np.ndarray]:
     """Decode a JPEG with libjpeg-turbo; None for colour spaces it cannot convert (CMYK, YCCK)."""
     import turbojpeg as tj
 
     pixel_format = tj.TJPF_BGR if fmt == "BGR" else tj.TJPF_RGB
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            width, height, _, colorspace = turbo.decode_header(data)
-            check_size(path, width, height, max_pixels)
-            if colorspace in (tj.TJCS_CMYK, tj.TJCS_YCCK):
-                return None
-            array = turbo.decode(data, pixel_format=pixel_format, flags=tj.TJFLAG_STOPONWARNING)
-        except OSError as e:
-            raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
-    if caught:
-        # libjpeg reports truncated or corrupt entropy-coded data as a warning and fills
-        # the rest with grey; that picture must never reach training.
-        raise ImageDecodeError(path, f"corrupt JPEG data ({caught[0].message})")
-    return array
+
+    def decode(width, height, subsampling, colorspace):
+        if colorspace in (tj.TJCS_CMYK, tj.TJCS_YCCK):
+            return None
+        return turbo.decode(data, pixel_format=pixel_format, flags=tj.TJFLAG_STOPONWARNING)
+
+    return decode_strictly(turbo, data, path, max_pixels, decode)
 
 
 def _decode_pillow(data: bytes, path, fmt: str, max_pixels: Optional[int]) -> np.ndarray:
@@ -107,10 +125,7 @@ def read_image(
         if turbo is not None:
             array = _decode_turbo(turbo, data, path, format, max_pixels)
             if array is not None:
-                try:
-                    orientation = read_orientation(open_header(data, path))
-                except ImageDecodeError:
-                    orientation = None
+                orientation = jpeg_orientation(data, path)
                 if format == "L":
                     # Pillow's RGB -> L weights, as Detectron2's read_image applies them.
                     array = np.asarray(Image.fromarray(array).convert("L"))[:, :, None]

@@ -8,17 +8,16 @@ as the file holds them (PyTurboJPEG's ``decode_to_yuv_planes``), and the transfo
 chroma planes through libjpeg's upsampling filter folded into its operators
 (:func:`freqdet.dct.operators.axis_operator`'s ``subsampled``). The coefficients are those of
 the file's own YCbCr, before the rounding and clamping of the BGR pixels (which moves luma
-coefficients by a fraction of a unit on average and by up to about 30 where colours clip).
+coefficients by a fraction of a unit on average and by tens of units where colours clip).
 """
 
-import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .exif import orientation_flips, read_orientation
-from .header import MAX_IMAGE_PIXELS, ImageDecodeError, check_size, is_jpeg, open_header, read_bytes
-from .pixels import turbojpeg_decoder
+from .exif import orientation_flips
+from .header import MAX_IMAGE_PIXELS, is_jpeg, read_bytes
+from .pixels import decode_strictly, jpeg_orientation, turbojpeg_decoder
 
 
 class YCbCrPlanes(NamedTuple):
@@ -78,33 +77,19 @@ def read_planes(path, max_pixels: Optional[int] = MAX_IMAGE_PIXELS) -> Optional[
         return None
     import turbojpeg as tj
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            width, height, subsampling, colorspace = turbo.decode_header(data)
-            check_size(path, width, height, max_pixels)
-            if colorspace not in (tj.TJCS_YCbCr, tj.TJCS_GRAY) or (
-                subsampling != _GREY and subsampling not in _SUBSAMPLING
-            ):
-                return None
-            if subsampling == _GREY:  # the Y plane is the greyscale picture
-                planes = [turbo.decode(data, pixel_format=tj.TJPF_GRAY, flags=tj.TJFLAG_STOPONWARNING)[:, :, 0]]
-            else:
-                planes = turbo.decode_to_yuv_planes(data, flags=tj.TJFLAG_STOPONWARNING)
-        except OSError as e:
-            raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
-    if caught:  # libjpeg fills the rest of a truncated or corrupt file with grey: never used
-        raise ImageDecodeError(path, f"corrupt JPEG data ({caught[0].message})")
-    factors = _SUBSAMPLING.get(subsampling, (1, 1))
-    # Planes come padded to whole MCUs (the luma of a 4:2:0 picture of odd width has one more column).
-    y = planes[0][:height, :width]
-    if len(planes) == 1:
-        cb = cr = None
-    else:
-        size = (-(-height // factors[0]), -(-width // factors[1]))
-        cb, cr = (p[: size[0], : size[1]] for p in planes[1:])
-    try:
-        orientation = read_orientation(open_header(data, path))
-    except ImageDecodeError:
-        orientation = None
-    return YCbCrPlanes(y, cb, cr, factors).oriented(orientation)
+    def decode(width, height, subsampling, colorspace):
+        if colorspace not in (tj.TJCS_YCbCr, tj.TJCS_GRAY) or (
+            subsampling != _GREY and subsampling not in _SUBSAMPLING
+        ):
+            return None
+        if subsampling == _GREY:  # the Y plane is the greyscale picture
+            y = turbo.decode(data, pixel_format=tj.TJPF_GRAY, flags=tj.TJFLAG_STOPONWARNING)[:, :, 0]
+            return YCbCrPlanes(y, None, None, (1, 1))
+        planes = turbo.decode_to_yuv_planes(data, flags=tj.TJFLAG_STOPONWARNING)
+        # Planes come padded to whole MCUs (the luma of a 4:2:0 picture of odd width has one more column).
+        rows, cols = _SUBSAMPLING[subsampling]
+        cb, cr = (p[: -(-height // rows), : -(-width // cols)] for p in planes[1:])
+        return YCbCrPlanes(planes[0][:height, :width], cb, cr, (rows, cols))
+
+    planes = decode_strictly(turbo, data, path, max_pixels, decode)
+    return planes.oriented(jpeg_orientation(data, path)) if planes is not None else None
