@@ -10,7 +10,8 @@ statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo d
 for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` also imports
 :mod:`freqdet.detection`, which registers the plug-in, and exports
 :func:`add_freqdet_config`, :class:`DCTDatasetMapper`, :class:`DCTTrainer`,
-:class:`DCTPredictor` and ``freqdet.model_zoo`` (:mod:`freqdet.detection.model_zoo`).
+:class:`DCTPredictor`, :func:`use_dct_input` (any supported Detectron2 config to DCT inputs)
+and ``freqdet.model_zoo`` (:mod:`freqdet.detection.model_zoo`).
 """
 
 import importlib.util
@@ -27,8 +28,8 @@ __all__ = ["ImageDecodeError", "read_image", "__version__"]
 if importlib.util.find_spec("detectron2") is not None:
     with warnings.catch_warnings():  # Detectron2's dependencies' import-time notices, only during this import
         quiet_known_warnings()
-        from .detection import DCTDatasetMapper, DCTPredictor, DCTTrainer, add_freqdet_config, model_zoo
+        from .detection import DCTDatasetMapper, DCTPredictor, DCTTrainer, add_freqdet_config, model_zoo, use_dct_input
 
     # ``import freqdet.model_zoo`` and ``from freqdet.model_zoo import get_config`` too, as Detectron2's.
     sys.modules[__name__ + ".model_zoo"] = model_zoo
-    __all__ += ["add_freqdet_config", "model_zoo", "DCTDatasetMapper", "DCTPredictor", "DCTTrainer"]
+    __all__ += ["add_freqdet_config", "model_zoo", "use_dct_input", "DCTDatasetMapper", "DCTPredictor", "DCTTrainer"]

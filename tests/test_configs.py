@@ -17,6 +17,8 @@ import freqdet
 from freqdet.dct import channel_indices
 from freqdet.demo import packaged_photos
 from freqdet.detection.config import ConfigKeyError, check_can_learn, dct_selection, dct_stats_from_config, load_config
+from freqdet.detection.meta_arch import dct_twin
+from freqdet.detection.switch import dct_backbone_name
 from freqdet.stats import natural_photo_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -121,15 +123,15 @@ def test_statistics_sources(tmp_path):
         dct_stats_from_config(cfg, dct_selection(cfg))
 
 
-def differing_keys(a, b, prefix=()):
-    """Dotted key paths where two configs differ (a sub-config in INPUT_KEYS counts as one)."""
+def differing_keys(a, b, prefix=(), ignored=INPUT_KEYS):
+    """Dotted key paths where two configs differ, but for ``ignored`` (a sub-config there counts as one)."""
     out = set()
     for key in set(a) | set(b):
         path = prefix + (key,)
-        if path in INPUT_KEYS:
+        if path in ignored:
             continue
         if key in a and key in b and hasattr(a[key], "items") and hasattr(b[key], "items"):
-            out |= differing_keys(a[key], b[key], path)
+            out |= differing_keys(a[key], b[key], path, ignored)
         elif a.get(key) != b.get(key):
             out.add(".".join(path))
     return out
@@ -154,6 +156,34 @@ def test_scratch_configs_are_detectron2s_scratch_recipe_on_dct_inputs(name, mask
     model = build_model(ours)
     assert type(model.backbone.bottom_up.res2[0].conv1.norm).__name__ == "GroupNorm"
     assert model.roi_heads.mask_on == mask_on
+
+
+# freqdet's config -> Detectron2's model-zoo config it is the DCT form of.
+ARCHITECTURE_CONFIGS = {
+    "retinanet_dct_R50_FPN_1x.yaml": "COCO-Detection/retinanet_R_50_FPN_1x.yaml",
+    "keypoint_rcnn_dct_R50_FPN_1x.yaml": "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml",
+    "panoptic_fpn_dct_R50_1x.yaml": "COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml",
+    "semantic_dct_R50_FPN_1x.yaml": "Misc/semantic_R_50_FPN_1x.yaml",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURE_CONFIGS))
+def test_architecture_configs_are_detectron2s_on_dct_inputs(name):
+    ours = load(name)
+    stock = get_cfg()
+    freqdet.add_freqdet_config(stock)
+    stock.merge_from_file(model_zoo.get_config_file(ARCHITECTURE_CONFIGS[name]))
+    # Besides the input: no RGB weights, and the stride placement of converted torchvision weights.
+    ignored = INPUT_KEYS | {("MODEL", "WEIGHTS"), ("MODEL", "RESNETS", "STRIDE_IN_1X1")}
+    assert differing_keys(ours, stock, ignored=ignored) == set()
+    assert ours.MODEL.META_ARCHITECTURE == dct_twin(stock.MODEL.META_ARCHITECTURE).__name__
+    assert ours.MODEL.BACKBONE.NAME == dct_backbone_name(stock.MODEL.BACKBONE.NAME)
+    assert (ours.MODEL.WEIGHTS, ours.MODEL.RESNETS.STRIDE_IN_1X1) == ("", False)
+    assert dct_selection(ours) == channel_indices(24)
+    ours.MODEL.DEVICE = "cpu"
+    model = build_model(ours)
+    assert isinstance(model, META_ARCH_REGISTRY.get(stock.MODEL.META_ARCHITECTURE))
+    assert model.backbone.bottom_up.res2[0].conv1.in_channels == 24
 
 
 def test_training_a_frozen_bn_config_needs_weights():
@@ -260,8 +290,8 @@ def test_a_real_photo_normalized_with_the_default_table_is_of_unit_scale():
 
 DEMO = ROOT / "configs" / "demo"
 RGB_TWINS = [
-    ("mask_rcnn_rgb_demo.yaml", "mask_rcnn_dct_demo.yaml"),
-    ("faster_rcnn_rgb_demo.yaml", "faster_rcnn_dct_demo.yaml"),
+    (f"{arch}_rgb_demo.yaml", f"{arch}_dct_demo.yaml")
+    for arch in ("mask_rcnn", "faster_rcnn", "retinanet", "keypoint_rcnn", "semantic", "panoptic_fpn")
 ]
 
 
@@ -272,10 +302,10 @@ def load_demo(name):
 @pytest.mark.parametrize("rgb, dct", RGB_TWINS)
 def test_rgb_demo_twins_differ_from_the_dct_demo_only_in_the_input(rgb, dct):
     ours, twin = load_demo(rgb), load_demo(dct)
-    stock = get_cfg()  # Detectron2's own R-CNN FPN: its meta-architecture and backbone
-    stock.merge_from_file(model_zoo.get_config_file("Base-RCNN-FPN.yaml"))
-    assert ours.MODEL.META_ARCHITECTURE == stock.MODEL.META_ARCHITECTURE
-    assert ours.MODEL.BACKBONE.NAME == stock.MODEL.BACKBONE.NAME
+    # Detectron2's own meta-architecture and backbone, whose DCT twins the DCT demo names.
+    assert META_ARCH_REGISTRY.get(ours.MODEL.META_ARCHITECTURE).__module__.startswith("detectron2.")
+    assert dct_twin(ours.MODEL.META_ARCHITECTURE).__name__ == twin.MODEL.META_ARCHITECTURE
+    assert dct_backbone_name(ours.MODEL.BACKBONE.NAME) == twin.MODEL.BACKBONE.NAME
     assert ours.MODEL.RESNETS.STEM_OUT_CHANNELS == 64 and ours.MODEL.RESNETS.DEPTH == 18
     assert ours.OUTPUT_DIR == f"output/demo/{rgb[:-5]}"
     # The merged configs, input keys aside, are equal: depth, norm, heads, sizes, schedule, SEED.
@@ -285,10 +315,11 @@ def test_rgb_demo_twins_differ_from_the_dct_demo_only_in_the_input(rgb, dct):
     assert ours == twin
 
 
-def test_rgb_demo_model_is_the_dct_demo_model_with_detectron2s_stem():
-    dct = build_model(load_demo("mask_rcnn_dct_demo.yaml"))
-    rgb = build_model(load_demo("mask_rcnn_rgb_demo.yaml"))
-    assert type(rgb).__name__ == "GeneralizedRCNN" and type(rgb.backbone.bottom_up.stem).__name__ == "BasicStem"
+@pytest.mark.parametrize("rgb_name, dct_name", RGB_TWINS)
+def test_rgb_demo_model_is_the_dct_demo_model_with_detectron2s_stem(rgb_name, dct_name):
+    dct = build_model(load_demo(dct_name))
+    rgb = build_model(load_demo(rgb_name))
+    assert dct_twin(type(rgb)) is type(dct) and type(rgb.backbone.bottom_up.stem).__name__ == "BasicStem"
     assert rgb.backbone.bottom_up.stem.conv1.weight.shape == (64, 3, 7, 7)
     assert {k: v.stride for k, v in rgb.backbone.output_shape().items()} == {
         k: v.stride for k, v in dct.backbone.output_shape().items()

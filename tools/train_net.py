@@ -28,9 +28,10 @@ from freqdet.detection.cli import (
     training_argument_parser,
     user_errors,
 )
-from freqdet.detection.config import config_path, load_config
+from freqdet.detection.config import any_config_path, load_config
 from freqdet.detection.mapper import build_mapper
 from freqdet.detection.predictions import draw_predictions
+from freqdet.detection.switch import use_dct_input
 from freqdet.detection.trainer import TRAINING_STOPS, DCTTrainer
 from freqdet.known_warnings import quiet_known_warnings
 from freqdet.safe_load import UntrustedCheckpointError
@@ -52,7 +53,9 @@ def setup_config(args):
     """The frozen config of the command line (datasets registered, file and KEY VALUE overrides,
     the class count of a training set registered with --register-coco), and that override."""
     registered = register_coco_datasets(args.register_coco)
-    cfg = load_config(args.config_file, args.opts)
+    cfg = load_config(args.config_file, args.opts, config_adders=args.config_adder)
+    if args.dct_input is not None:
+        use_dct_input(cfg, args.dct_input, args.dct_pattern)
     classes = classes_override(cfg, registered, args.opts)
     cfg.merge_from_list(classes)
     cfg.freeze()
@@ -116,14 +119,14 @@ def parse_args(argv=None):
 
 
 def resolve_config_file(args):
-    """--config-file as a path (a freqdet config's name becomes its path), as Detectron2's
-    default_setup reads the file itself."""
+    """--config-file as a path (a freqdet or Detectron2 model-zoo config's name becomes its path), as
+    Detectron2's default_setup reads the file itself."""
     if not args.config_file:
         raise ValueError(
             "no --config-file: give a config's path or name (e.g. --config-file configs/demo/mask_rcnn_dct_demo.yaml), "
             "before any KEY VALUE overrides, which take everything after them"
         )
-    args.config_file = config_path(args.config_file)
+    args.config_file = any_config_path(args.config_file)
     return args
 
 

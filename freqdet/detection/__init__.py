@@ -1,10 +1,11 @@
 """freqdet's Detectron2 plug-in: the only part of freqdet that imports Detectron2.
 
 Importing it registers, into Detectron2's registries, the frequency-domain ResNet and
-ResNet-FPN backbones (:mod:`.backbone`), :class:`DCTGeneralizedRCNN` (:mod:`.meta_arch`),
+ResNet-FPN backbones (:mod:`.backbone`), the DCT twins of Detectron2's meta-architectures (:mod:`.meta_arch`),
 the channel gates (:mod:`.gate`) and the built-in demo datasets (:mod:`.datasets`).
 
 - :mod:`.config`: :func:`add_freqdet_config` (``MODEL.DCT``, ``INPUT.DCT``), validation;
+  :mod:`.switch`: :func:`use_dct_input`, any supported config to DCT inputs;
   :mod:`.model_zoo`: the configs by name;
 - :mod:`.inputs`: the model's input schema, shared by the mapper and the model;
 - :mod:`.mapper`: :class:`DCTDatasetMapper`; :mod:`.bad_images`: the skip policy;
@@ -23,6 +24,7 @@ from .datasets import register_demo_datasets
 from .mapper import DCTDatasetMapper
 from .meta_arch import DCTGeneralizedRCNN
 from .predictor import DCTPredictor
+from .switch import use_dct_input
 from .trainer import DCTTrainer
 
 register_demo_datasets()
@@ -36,4 +38,5 @@ __all__ = [
     "load_config",
     "model_zoo",
     "register_demo_datasets",
+    "use_dct_input",
 ]

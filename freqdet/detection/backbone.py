@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Union
 from detectron2.layers import CNNBlockBase, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, ResNet
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, DeformBottleneckBlock
 from torch import nn
 
@@ -193,18 +193,46 @@ def build_resnet_dct_backbone(cfg, input_shape: ShapeSpec = None) -> ResNet:
     return build_resnet_dct(cfg, dct_selection(cfg))
 
 
+def build_dct_fpn(cfg, top_block: str = "maxpool") -> FPN:
+    """Frequency-domain ResNet + FPN from ``cfg``, as Detectron2's FPN builders: ``top_block``
+    "maxpool" (``LastLevelMaxPool``: p2..p6, R-CNN) or "p6p7" (``LastLevelP6P7`` on res5: p3..p7,
+    RetinaNet)."""
+    bottom_up = build_resnet_dct_backbone(cfg)
+    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    if top_block == "maxpool":
+        top = LastLevelMaxPool()
+    elif top_block == "p6p7":
+        top = LastLevelP6P7(bottom_up.output_shape()["res5"].channels, out_channels)
+    else:
+        raise ValueError(f"top_block must be 'maxpool' or 'p6p7', got {top_block!r}")
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=out_channels,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
 @BACKBONE_REGISTRY.register()
 def build_resnet_dct_fpn_backbone(cfg, input_shape: ShapeSpec = None) -> FPN:
     """Frequency-domain ResNet + FPN (p2..p6 at pixel strides 4..64), as ``build_resnet_fpn_backbone``.
 
     ``input_shape`` is ignored: the input channels are the selection of ``cfg.MODEL.DCT``.
     """
-    bottom_up = build_resnet_dct_backbone(cfg)
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_dct_fpn(cfg, "maxpool")
+
+
+@BACKBONE_REGISTRY.register()
+def build_retinanet_resnet_dct_fpn_backbone(cfg, input_shape: ShapeSpec = None) -> FPN:
+    """Frequency-domain ResNet + FPN with P6/P7 from res5 (p3..p7), as ``build_retinanet_resnet_fpn_backbone``."""
+    return build_dct_fpn(cfg, "p6p7")
+
+
+# Detectron2's ResNet backbone builders -> their frequency-domain twins (MODEL.BACKBONE.NAME).
+BACKBONE_TWINS = {
+    "build_resnet_backbone": "build_resnet_dct_backbone",
+    "build_resnet_fpn_backbone": "build_resnet_dct_fpn_backbone",
+    "build_retinanet_resnet_fpn_backbone": "build_retinanet_resnet_dct_fpn_backbone",
+}

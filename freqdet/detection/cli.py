@@ -89,6 +89,7 @@ def training_argument_parser() -> argparse.ArgumentParser:
 
     parser = default_argument_parser()
     add_register_coco_argument(parser)
+    add_config_arguments(parser)
     add_debug_argument(parser)
     parser.add_argument(
         TRUST_FLAG,
@@ -96,6 +97,30 @@ def training_argument_parser() -> argparse.ArgumentParser:
         help="allow checkpoints that need pickled Python objects (they can run code when loaded)",
     )
     return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dct-input N`` (switch any supported config to N DCT channels), ``--dct-pattern`` and
+    ``--config-adder module:function`` (a project's keys, e.g. PointRend's)."""
+    parser.add_argument(
+        "--dct-input",
+        type=int,
+        default=None,
+        metavar="N",
+        help="switch the config (one of Detectron2's, a project's or your own) to N DCT channels: its "
+        "meta-architecture and backbone become their DCT twins, every other key stays (freqdet.use_dct_input)",
+    )
+    parser.add_argument(
+        "--dct-pattern", default="square", choices=("square", "triangle"), help="the channels --dct-input picks"
+    )
+    parser.add_argument(
+        "--config-adder",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="a project's function adding its config keys before the file is read (e.g. "
+        "point_rend:add_pointrend_config); repeatable",
+    )
 
 
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:

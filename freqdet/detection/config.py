@@ -1,9 +1,10 @@
 """Config keys of freqdet, added to a Detectron2 config by :func:`add_freqdet_config`."""
 
 import difflib
+import importlib
 import os
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -138,11 +139,49 @@ def _yaml_error_message(error: yaml.YAMLError, path: str) -> str:
     return f"config file {where}: {problem}" + (f" ({context})" if context else "") + ": fix the YAML there"
 
 
-def load_config(config_file: str, opts: Sequence = ()) -> CN:
+def config_adder(spec: Union[str, Callable]) -> Callable:
+    """A project's config function (``add_pointrend_config``) from ``"module:function"``, or itself."""
+    if callable(spec):
+        return spec
+    module, _, name = str(spec).partition(":")
+    if not module or not name:
+        raise ValueError(f"config adder {spec!r}: give it as module:function (e.g. point_rend:add_pointrend_config)")
+    try:
+        adder = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"config adder {spec!r} cannot be loaded ({e}): is {module} on PYTHONPATH?") from None
+    if not callable(adder):
+        raise ValueError(f"config adder {spec!r} is not a function")
+    return adder
+
+
+def any_config_path(config_file: str) -> str:
+    """The path of ``config_file``: a file, one of freqdet's configs by name, or one of Detectron2's
+    model-zoo configs by name (``COCO-Detection/retinanet_R_50_FPN_1x.yaml``); ValueError if none."""
+    try:
+        return config_path(config_file)
+    except ValueError as ours:
+        from detectron2 import model_zoo
+
+        try:
+            return model_zoo.get_config_file(config_file)
+        except RuntimeError:
+            raise ours from None
+
+
+def load_config(
+    config_file: str,
+    opts: Sequence = (),
+    *,
+    config_adders: Sequence[Union[str, Callable]] = (),
+) -> CN:
     """Detectron2's default config with freqdet's keys, merged with a file and KEY VALUE overrides.
 
-    ``config_file`` is a path, or the name of one of freqdet's configs
-    (:mod:`freqdet.config_files`, e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder).
+    ``config_file`` is a path, the name of one of freqdet's configs (:mod:`freqdet.config_files`,
+    e.g. ``configs/mask_rcnn_dct_R50_FPN.yaml`` from any folder) or of Detectron2's model zoo.
+    ``config_adders``: a project's functions that add its keys first (``add_pointrend_config``, or
+    ``"point_rend:add_pointrend_config"``). To switch the loaded config to DCT inputs, pass it to
+    :func:`freqdet.use_dct_input`.
     An unknown key raises :class:`ConfigKeyError` naming it and the closest valid keys; a file
     that is not valid YAML, :class:`ConfigFileError` naming the file, line and column.
     """
@@ -150,7 +189,9 @@ def load_config(config_file: str, opts: Sequence = ()) -> CN:
 
     cfg = get_cfg()
     add_freqdet_config(cfg)
-    path = config_path(config_file)
+    for adder in config_adders:
+        config_adder(adder)(cfg)
+    path = any_config_path(config_file)
     if path.endswith(".py"):
         raise ConfigFileError(
             f"{path} is a LazyConfig (Python): run it with Detectron2's tools/lazyconfig_train_net.py, or load it "

@@ -1,14 +1,15 @@
 """DCTTrainer: Detectron2's DefaultTrainer for freqdet's configs."""
 
+import importlib.util
 import logging
 import os
 import re
 import traceback
 from contextlib import contextmanager
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import detectron2.utils.comm as comm
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.logger import setup_logger
@@ -96,6 +97,56 @@ def training_stops(trainer, interruption: InterruptionHook, fixes: Tuple[str, st
         detectron2_loop.removeFilter(quiet)
 
 
+def build_evaluator(dataset_name: str, output_folder: str, kpt_oks_sigmas: Sequence[float] = ()):
+    """The evaluator(s) of a dataset by its metadata's ``evaluator_type``, as Detectron2's
+    ``tools/train_net.py`` chooses them ("coco": boxes, masks and keypoints; "sem_seg";
+    "coco_panoptic_seg": semantic, COCO and panoptic; Cityscapes; "pascal_voc"; "lvis"), with COCO's
+    evaluation in pycocotools where Detectron2's compiled one is missing. ValueError in one line
+    for a type without an evaluator, or one whose package is missing (panopticapi, lvis,
+    cityscapesscripts). ``kpt_oks_sigmas``: ``TEST.KEYPOINT_OKS_SIGMAS``, for keypoints other than COCO's 17."""
+    from detectron2 import evaluation as E
+
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    evaluators = []
+    if kind in ("sem_seg", "coco_panoptic_seg"):
+        evaluators.append(E.SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder))
+    if kind in ("coco", "coco_panoptic_seg"):
+        evaluators.append(
+            COCOEvaluator(
+                dataset_name,
+                output_dir=output_folder,
+                use_fast_impl=has_compiled_ops(),
+                kpt_oks_sigmas=tuple(kpt_oks_sigmas),
+            )
+        )
+    single = {
+        "coco_panoptic_seg": (lambda: E.COCOPanopticEvaluator(dataset_name, output_folder), "panopticapi"),
+        "cityscapes_instance": (lambda: E.CityscapesInstanceEvaluator(dataset_name), "cityscapesscripts"),
+        "cityscapes_sem_seg": (lambda: E.CityscapesSemSegEvaluator(dataset_name), "cityscapesscripts"),
+        "pascal_voc": (lambda: E.PascalVOCDetectionEvaluator(dataset_name), None),
+        "lvis": (lambda: E.LVISEvaluator(dataset_name, output_dir=output_folder), "lvis"),
+    }
+    if kind in single:
+        make, package = single[kind]
+        if package is not None and importlib.util.find_spec(package) is None:
+            if evaluators:  # panoptic quality needs panopticapi; the semantic and COCO parts do not
+                logger.warning(f"{dataset_name}: no panoptic quality ({package} is not installed; pip install it)")
+            else:
+                raise ValueError(
+                    f"the evaluator of {dataset_name!r} (evaluator_type {kind!r}) needs the package {package}, "
+                    "which is not installed: pip install it, or set DATASETS.TEST to () to train without evaluation"
+                )
+        else:
+            evaluators.append(make())
+    if not evaluators:
+        raise ValueError(
+            f"no evaluator for {dataset_name!r}, whose evaluator_type is {kind!r}: set its metadata's evaluator_type "
+            "to coco, sem_seg, coco_panoptic_seg, cityscapes_instance, cityscapes_sem_seg, pascal_voc or lvis, or "
+            "override DCTTrainer.build_evaluator"
+        )
+    return evaluators[0] if len(evaluators) == 1 else E.DatasetEvaluators(evaluators)
+
+
 def show_freqdet_log() -> None:
     """Log freqdet's messages as Detectron2's (``DefaultTrainer`` sets up the ``detectron2`` logger
     only), unless the program set up the ``freqdet`` logger itself."""
@@ -178,5 +229,6 @@ class DCTTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """The evaluator of the dataset's ``evaluator_type``, as Detectron2's ``tools/train_net.py`` picks it."""
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())
+        return build_evaluator(dataset_name, output_folder, cfg.TEST.KEYPOINT_OKS_SIGMAS)
