@@ -3,9 +3,10 @@
 import copy
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from detectron2.config import configurable
 from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
@@ -23,18 +24,22 @@ from ..release_pipeline import RELEASE_SCALE, detection_input, opencv
 from . import inputs
 from .bad_images import BadImageLog
 from .config import dct_selection, dct_source, on_bad_image, preprocess, transform_on, wire_dtype
-from .meta_arch import DCTGeneralizedRCNN
+from .meta_arch import DCTInput
 
 logger = logging.getLogger(__name__)
 
-# Augmentations whose transforms depend only on the image's shape and which the frequency
-# transform can absorb (a bilinear resize, a crop, a constant pad and flips are linear and
-# separable).
-_GEOMETRIC_AUGMENTATIONS = tuple(
-    getattr(T, name)
-    for name in ("ResizeShortestEdge", "Resize", "ResizeScale", "FixedSizeCrop", "RandomFlip")
-    if hasattr(T, name)
-)
+
+def _augmentations(*names: str) -> tuple:
+    return tuple(getattr(T, name) for name in names if hasattr(T, name))
+
+
+# Augmentations whose transforms depend only on the image's shape (or, for the category-area crop,
+# on the label map) and which the frequency transform can absorb (a bilinear resize, a crop, a
+# constant pad and flips are linear and separable).
+_RESIZES = _augmentations("ResizeShortestEdge", "Resize", "ResizeScale")
+_CROPS = _augmentations("FixedSizeCrop", "RandomCrop", "RandomCrop_CategoryAreaConstraint")
+_FLIPS = _augmentations("RandomFlip")
+_GEOMETRIC_AUGMENTATIONS = _RESIZES + _CROPS + _FLIPS
 GREY = 128  # the pad value the transform absorbs: 0 once level-shifted (FixedSizeCrop's default)
 
 
@@ -45,10 +50,25 @@ def _flat(transforms: List[T.Transform]) -> List[T.Transform]:
     return out
 
 
+def _absorbable_order(augmentations: Sequence[T.Augmentation]) -> bool:
+    """Whether the transform can absorb what ``augmentations`` draw: geometric ones only, and no
+    resize after a crop. A :class:`~freqdet.dct.Geometry` crops the resized image; a crop of the
+    original image resized afterwards (``INPUT.CROP.ENABLED`` puts ``RandomCrop`` before
+    ``ResizeShortestEdge``) is no crop of a resized image (the resize's scale is the crop's, and
+    the pixels at its edges are read from inside the crop), so that order stays on the pixels."""
+    cropped = False
+    for aug in augmentations:
+        if not isinstance(aug, _GEOMETRIC_AUGMENTATIONS) or (cropped and isinstance(aug, _RESIZES)):
+            return False
+        cropped = cropped or isinstance(aug, _CROPS)
+    return True
+
+
 def absorbable(transforms: List[T.Transform]) -> Optional[Geometry]:
     """The :class:`~freqdet.dct.Geometry` of transforms that the frequency transform absorbs, in
     its order: at most one bilinear resize, a crop, a grey pad at the bottom and right, flips
-    (ResizeShortestEdge, ResizeScale + FixedSizeCrop + RandomFlip, ...); else None."""
+    (ResizeShortestEdge, ResizeScale + FixedSizeCrop + RandomFlip, RandomCrop alone or after the
+    resize, ...); else None (a crop before the resize among them)."""
     resize, crop, pad, hflip, vflip = None, None, None, False, False
     stage = 0  # 0: before anything, 1: resized, 2: cropped, 3: padded, 4: flipped
     for tfm in _flat(transforms):
@@ -75,29 +95,73 @@ def absorbable(transforms: List[T.Transform]) -> Optional[Geometry]:
     return Geometry(resize, hflip, vflip, crop, pad)
 
 
+class _Drawing:
+    """Detectron2's ``AugInput`` for augmentations drawn without moving the pixels: ``image`` is the
+    decoded image (or zeros of its shape) for the first augmentation, then zeros of the shape the
+    transforms before make, and ``sem_seg`` the label map through those transforms, as
+    ``AugInput.transform`` makes it (what ``RandomCrop_CategoryAreaConstraint`` draws from, and
+    what the dict gets)."""
+
+    boxes = None
+
+    def __init__(self, image: np.ndarray, sem_seg: Optional[np.ndarray]):
+        self.image, self.sem_seg = image, sem_seg
+
+    def transform(self, tfm: T.Transform) -> None:
+        shape = self.image.shape
+        for step in _flat([tfm]):
+            if isinstance(step, T.ResizeTransform):
+                shape = (step.new_h, step.new_w) + tuple(shape[2:])
+            elif isinstance(step, T.CropTransform):
+                shape = (min(step.h, shape[0] - step.y0), min(step.w, shape[1] - step.x0)) + tuple(shape[2:])
+            elif isinstance(step, T.PadTransform):
+                shape = (shape[0] + step.y0 + step.y1, shape[1] + step.x0 + step.x1) + tuple(shape[2:])
+        self.image = np.broadcast_to(np.zeros((), self.image.dtype), shape)
+        if self.sem_seg is not None:
+            self.sem_seg = tfm.apply_segmentation(self.sem_seg)
+
+
+class _Mapped(NamedTuple):
+    """What each route of the mapper gives :meth:`DCTDatasetMapper._finish`."""
+
+    payload: dict  # the model's input keys (freqdet.detection.inputs), image_size among them
+    transforms: T.TransformList  # what the annotations and proposals go through
+    image_size: Tuple[int, int]  # (H, W) in pixels after the transforms
+    sem_seg: Optional[np.ndarray]  # the label map through the transforms, or None
+
+
 class DCTDatasetMapper(DatasetMapper):
     """Detectron2's ``DatasetMapper`` for frequency-domain models.
 
     Reading (libjpeg-turbo: a JPEG's own Y, Cb and Cr planes where the transform absorbs the
     augmentations, :func:`freqdet.io.read_planes`, else pixels, :func:`freqdet.read_image`),
-    augmentations and annotation handling are Detectron2's own, so for the same random state
-    the ``instances`` are identical to the stock mapper's. Instead of the augmented pixels it
-    ships (the keys are those of :mod:`freqdet.detection.inputs`):
+    augmentations and the handling of annotations and of ``sem_seg_file_name`` are Detectron2's
+    own, so for the same random state the ``instances`` and ``"sem_seg"`` (the label map read as
+    "L", through the same transforms: nearest resizes, crops, the transform's seg pad value,
+    flips; a long tensor, kept at test time too) are identical to the stock mapper's. Instead of
+    the augmented pixels it ships (the keys are those of :mod:`freqdet.detection.inputs`):
 
     - ``"dct"``: the selected channels of the augmented image, a ``(C, ceil(H/4),
       ceil(W/4))`` tensor in the wire dtype (``cfg.INPUT.DCT.WIRE_DTYPE``);
     - ``"image_size"``: ``(H, W)``, the augmented image's size in pixels, in which the
-      ``instances`` and everything the model predicts before post-processing are given.
+      ``instances``, ``"sem_seg"`` and everything the model predicts before post-processing are
+      given.
 
-    When the augmentations are resizes and flips (Detectron2's defaults), or large-scale jitter
-    (``ResizeScale``, ``FixedSizeCrop`` padding with grey, ``RandomFlip``), the resize, crop and
-    pad are not applied to the pixels: the frequency transform absorbs them
-    (``INPUT.DCT.FUSE_RESIZE``), computing the same coefficients from the decoded image
-    directly, except that Pillow would have rounded the resized pixels to uint8 (a difference
-    of about one unit). Cells of padding alone are 0. Then, with ``INPUT.DCT.SOURCE "planes"``
-    (the default), a JPEG is not decoded to pixels at all: the transform reads its own Y, Cb
-    and Cr planes, whose coefficients are those of the file's YCbCr before libjpeg rounds and
-    clips it to BGR (:mod:`freqdet.io.planes`).
+    When the augmentations are resizes and flips (Detectron2's defaults), large-scale jitter
+    (``ResizeScale``, ``FixedSizeCrop`` padding with grey, ``RandomFlip``) or a resize followed by
+    ``RandomCrop`` or ``RandomCrop_CategoryAreaConstraint`` (the semantic segmentation recipes'
+    order; a crop alone too), the resize, crop and pad are not applied to the pixels: the
+    frequency transform absorbs them (``INPUT.DCT.FUSE_RESIZE``), computing the same coefficients
+    from the decoded image directly, except that Pillow would have rounded the resized pixels to
+    uint8 (a difference of about one unit). Cells of padding alone are 0. The transforms are then
+    drawn without moving the pixels: the first augmentation sees the decoded image, the others
+    zeros of the shape they would see, and those that read ``sem_seg`` the label map as
+    transformed so far. A crop before a resize (``INPUT.CROP.ENABLED``: Detectron2 inserts
+    ``RandomCrop`` first) is no :class:`~freqdet.dct.Geometry`, so it goes through the pixels, as
+    do augmentations of colour and any others. Then, with ``INPUT.DCT.SOURCE "planes"`` (the
+    default), a JPEG is not decoded to pixels at all: the transform reads its own Y, Cb and Cr
+    planes, whose coefficients are those of the file's YCbCr before libjpeg rounds and clips it to
+    BGR (:mod:`freqdet.io.planes`).
 
     With ``cfg.MODEL.DCT.TRANSFORM_ON = "device"`` it ships uint8 pixels as ``"image"``
     instead of ``"dct"``, and the model transforms them on its device into the numbers of
@@ -133,7 +197,8 @@ class DCTDatasetMapper(DatasetMapper):
             source: "planes" (a JPEG's own Y, Cb and Cr planes where the transform absorbs the
                 augmentations and runs on the CPU, :mod:`freqdet.io.planes`; else its pixels),
                 "pixels" (the pixels decoded to ``image_format``), or "jpeg" for the file's own
-                coefficients (:mod:`freqdet.io.coefficients`).
+                coefficients (:mod:`freqdet.io.coefficients`; resizes and flips only, as the
+                device resamples the file's grids whole).
             preprocess: "freqdet", or "release" for the official release's detection pipeline
                 (:func:`freqdet.release_pipeline.detection_input`; inference only), which
                 resizes to ``release_scale`` (long side, short side) keeping the ratio.
@@ -152,9 +217,8 @@ class DCTDatasetMapper(DatasetMapper):
         self.transform_on = transform_on
         self.max_pixels = max_pixels
         self.bad_images = BadImageLog(bad_image_log) if bad_image_log else None
-        geometric = all(isinstance(a, _GEOMETRIC_AUGMENTATIONS) for a in self.augmentations.augs)
         self.fuse_resize = fuse_resize
-        self.fuse = fuse_resize and geometric
+        self.fuse = fuse_resize and _absorbable_order(self.augmentations.augs)
         self.source = source
         self.preprocess, self.release_scale = preprocess, tuple(release_scale)
         self.planes = source == "planes" and self.fuse and transform_on == "cpu" and preprocess == "freqdet"
@@ -166,7 +230,7 @@ class DCTDatasetMapper(DatasetMapper):
             opencv()
         if source == "jpeg":
             check_available()
-            if not geometric:
+            if not all(isinstance(a, _RESIZES + _FLIPS) for a in self.augmentations.augs):
                 raise ValueError(
                     "INPUT.DCT.SOURCE 'jpeg' takes only resize and flip augmentations, got "
                     f"{self.augmentations}; use SOURCE 'pixels' for the others"
@@ -215,37 +279,33 @@ class DCTDatasetMapper(DatasetMapper):
             image_format=self.image_format,
         )
 
-    def _augmentation_transforms(self, image: np.ndarray) -> List[T.Transform]:
+    def _augmentation_transforms(
+        self, image: np.ndarray, sem_seg: Optional[np.ndarray] = None
+    ) -> Tuple[List[T.Transform], Optional[np.ndarray]]:
         """Draw the augmentations' transforms from the image's shape, as AugmentationList would
         (which applies each to the image before drawing the next): the first sees the image, the
-        others an image of zeros of the shape the transforms before them make."""
-        transforms, shape = [], image.shape
-        for aug in self.augmentations.augs:
-            tfm = aug.get_transform(image if not transforms else np.broadcast_to(np.zeros((), image.dtype), shape))
-            transforms.append(tfm)
-            for step in _flat([tfm]):
-                if isinstance(step, T.ResizeTransform):
-                    shape = (step.new_h, step.new_w) + tuple(shape[2:])
-                elif isinstance(step, T.CropTransform):
-                    shape = (min(step.h, shape[0] - step.y0), min(step.w, shape[1] - step.x0)) + tuple(shape[2:])
-                elif isinstance(step, T.PadTransform):
-                    shape = (shape[0] + step.y0 + step.y1, shape[1] + step.x0 + step.x1) + tuple(shape[2:])
-        return transforms
+        others an image of zeros of the shape the transforms before them make; those that read
+        ``sem_seg`` get the label map through the transforms before them (:class:`_Drawing`).
+        Returns the transforms and the label map through all of them."""
+        drawing = _Drawing(image, sem_seg)
+        transforms = [aug(drawing) for aug in self.augmentations.augs]
+        return transforms, drawing.sem_seg
 
-    def _map_jpeg(self, dataset_dict):
+    def _map_jpeg(self, dataset_dict, sem_seg) -> _Mapped:
         """The compressed-domain path: the file's coefficients, geometry applied on its block grids."""
         with stages.stage(stages.JPEG_COEFFICIENTS):
             coefficients = read_jpeg_coefficients(dataset_dict["file_name"], self.max_pixels)
         shape = np.broadcast_to(np.zeros((), np.uint8), (coefficients.height, coefficients.width, 3))
         utils.check_image_size(dataset_dict, shape)
-        transforms = self._augmentation_transforms(shape)
+        transforms, sem_seg = self._augmentation_transforms(shape, sem_seg)
         geometry = absorbable(transforms)
         if geometry is None:
             raise ValueError(f"INPUT.DCT.SOURCE 'jpeg' cannot apply the transforms {transforms}")
         luma, chroma = coefficients.flipped(geometry.hflip, geometry.vflip).select(self.channels)
         image_size = geometry.output_size(*shape.shape[:2])
-        inputs.put_file_grid(dataset_dict, luma, chroma, image_size)
-        return T.TransformList(transforms), image_size
+        payload = {}
+        inputs.put_file_grid(payload, luma, chroma, image_size)
+        return _Mapped(payload, T.TransformList(transforms), image_size, sem_seg)
 
     def __call__(self, dataset_dict):
         """The mapped dict; None for an unusable training image under the "skip" policy."""
@@ -265,79 +325,100 @@ class DCTDatasetMapper(DatasetMapper):
         dataset_dict = copy.deepcopy(dataset_dict) if dataset_dict is not None else {}
         dataset_dict.setdefault("height", image.shape[0])
         dataset_dict.setdefault("width", image.shape[1])
-        return self._map_pixels(dataset_dict, image)
+        sem_seg = self._read_sem_seg(dataset_dict)
+        return self._finish(dataset_dict, self._map_pixels(dataset_dict, image, sem_seg))
 
     def _map(self, dataset_dict):
+        sem_seg = self._read_sem_seg(dataset_dict)
+        mapped = None
         if self.source == "jpeg":
-            transforms, image_shape = self._map_jpeg(dataset_dict)
-            return self._finish(dataset_dict, transforms, image_shape)
-        if self.planes:
+            mapped = self._map_jpeg(dataset_dict, sem_seg)
+        elif self.planes:
             with stages.stage(stages.DECODE):
                 planes = read_planes(dataset_dict["file_name"], self.max_pixels)
             if planes is not None:
-                return self._map_planes(dataset_dict, planes)
-        return self._map_pixels(dataset_dict, self._read_pixels(dataset_dict))
+                mapped = self._map_planes(dataset_dict, planes, sem_seg)
+        if mapped is None:
+            mapped = self._map_pixels(dataset_dict, self._read_pixels(dataset_dict), sem_seg)
+        return self._finish(dataset_dict, mapped)
 
     def _read_pixels(self, dataset_dict) -> np.ndarray:
         with stages.stage(stages.DECODE):
             return read_image(dataset_dict["file_name"], format=self.image_format, max_pixels=self.max_pixels)
 
-    def _map_planes(self, dataset_dict, planes):
+    @staticmethod
+    def _read_sem_seg(dataset_dict) -> Optional[np.ndarray]:
+        """The label map of ``sem_seg_file_name`` (popped), read as Detectron2's DatasetMapper reads it."""
+        if "sem_seg_file_name" not in dataset_dict:
+            return None
+        with stages.stage(stages.DECODE):
+            return utils.read_image(dataset_dict.pop("sem_seg_file_name"), "L").squeeze(2)
+
+    def _map_planes(self, dataset_dict, planes, sem_seg) -> _Mapped:
         """The coefficients of a JPEG's own planes (:func:`freqdet.dct.wire.encode_planes`), the
         augmentations absorbed; where they cannot be, the pixels are read and the transforms
         already drawn applied to them."""
         shape = np.broadcast_to(np.zeros((), np.uint8), (*planes.shape, 3))
         utils.check_image_size(dataset_dict, shape)
         with stages.stage(stages.AUGMENTATION):
-            transforms = self._augmentation_transforms(shape)
+            transforms, sem_seg = self._augmentation_transforms(shape, sem_seg)
             geometry = absorbable(transforms)
         if geometry is None:
-            return self._map_pixels(dataset_dict, self._read_pixels(dataset_dict), transforms)
-        dataset_dict.pop("sem_seg_file_name", None)
+            return self._map_pixels(dataset_dict, self._read_pixels(dataset_dict), drawn=(transforms, sem_seg))
         image_shape = geometry.output_size(*planes.shape)
-        wire = encode_planes(planes, self.channels, self.wire_dtype, geometry)
-        inputs.put_coefficients(dataset_dict, wire, image_shape)
-        return self._finish(dataset_dict, T.TransformList(transforms), image_shape)
+        payload = {}
+        inputs.put_coefficients(payload, encode_planes(planes, self.channels, self.wire_dtype, geometry), image_shape)
+        return _Mapped(payload, T.TransformList(transforms), image_shape, sem_seg)
 
-    def _map_pixels(self, dataset_dict, image, transforms: Optional[List[T.Transform]] = None):
-        """``transforms``: those drawn already for the image's shape (fused augmentations only)."""
+    def _map_pixels(self, dataset_dict, image, sem_seg=None, drawn=None) -> _Mapped:
+        """``drawn``: the transforms drawn already for the image's shape (fused augmentations only)
+        and the label map through them, which then replaces ``sem_seg``."""
         utils.check_image_size(dataset_dict, image)
-        dataset_dict.pop("sem_seg_file_name", None)
         if self.preprocess == "release":
-            return self._map_release(dataset_dict, image)
+            return self._map_release(image, sem_seg)
 
         geometry = None
         with stages.stage(stages.AUGMENTATION):
             if self.fuse:
-                transforms = transforms if transforms is not None else self._augmentation_transforms(image)
+                transforms, sem_seg = drawn if drawn is not None else self._augmentation_transforms(image, sem_seg)
                 geometry = absorbable(transforms)
                 transforms = T.TransformList(transforms)
                 if geometry is None:
                     image = transforms.apply_image(image)
             else:
-                aug_input = T.AugInput(image)
+                aug_input = T.AugInput(image, sem_seg=sem_seg)
                 transforms = self.augmentations(aug_input)
-                image = aug_input.image
+                image, sem_seg = aug_input.image, aug_input.sem_seg
 
         geometry = geometry or Geometry()
         image_shape = geometry.output_size(*image.shape[:2])
+        payload = {}
         if self.transform_on == "cpu":
             wire = encode_image(image, self.channels, self.image_format, self.wire_dtype, geometry)
-            inputs.put_coefficients(dataset_dict, wire, image_shape)
+            inputs.put_coefficients(payload, wire, image_shape)
         else:  # the model applies the same (absorbed) geometry on its device
-            inputs.put_pixels(dataset_dict, image, geometry)
-        return self._finish(dataset_dict, transforms, image_shape)
+            inputs.put_pixels(payload, image, geometry)
+        return _Mapped(payload, transforms, image_shape, sem_seg)
 
-    def _map_release(self, dataset_dict, image):
-        """The official release's detection input (it resizes and pads the pixels itself)."""
+    def _map_release(self, image, sem_seg) -> _Mapped:
+        """The official release's detection input (it resizes and pads the pixels itself); the
+        label map is resized (nearest) to the resized image's size."""
         bgr = image if self.image_format == "BGR" else image[:, :, ::-1]
         release = detection_input(bgr, self.channels, self.release_scale)
-        inputs.put_padded_coefficients(dataset_dict, release.coefficients, release.image_size, release.scale_factor)
+        payload = {}
+        inputs.put_padded_coefficients(payload, release.coefficients, release.image_size, release.scale_factor)
         transforms = T.TransformList([T.ResizeTransform(*image.shape[:2], *release.image_size)])
-        return self._finish(dataset_dict, transforms, release.image_size)
+        if sem_seg is not None:
+            sem_seg = transforms.apply_segmentation(sem_seg)
+        return _Mapped(payload, transforms, release.image_size, sem_seg)
 
-    def _finish(self, dataset_dict, transforms, image_shape):
-        """Proposals and annotations, exactly as Detectron2's DatasetMapper handles them."""
+    def _finish(self, dataset_dict, mapped: _Mapped):
+        """The route's payload, then the label map, proposals and annotations, exactly as
+        Detectron2's DatasetMapper handles them."""
+        dataset_dict.update(mapped.payload)
+        transforms, image_shape = mapped.transforms, mapped.image_size
+        if mapped.sem_seg is not None:
+            dataset_dict["sem_seg"] = torch.as_tensor(mapped.sem_seg.astype("long"))
         if self.proposal_topk is not None:
             utils.transform_proposals(dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk)
         if not self.is_train:
@@ -350,8 +431,8 @@ class DCTDatasetMapper(DatasetMapper):
 
 
 def is_dct_model(cfg) -> bool:
-    """Whether the config's meta-architecture takes DCT inputs (a :class:`DCTGeneralizedRCNN`)."""
-    return issubclass(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), DCTGeneralizedRCNN)
+    """Whether the config's meta-architecture takes DCT inputs (a :class:`~.meta_arch.DCTInput` twin)."""
+    return issubclass(META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE), DCTInput)
 
 
 def build_mapper(cfg, is_train: bool):
