@@ -28,8 +28,9 @@ class DCTPredictor(DefaultPredictor):
     EXIF orientation applied as Detectron2 applies it), arrays are (H, W, 3) uint8 in BGR order, as
     ``DefaultPredictor`` takes them. Each image is resized as at test time
     (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) by the frequency transform itself, and the
-    result is Detectron2's: ``{"instances": Instances}`` in the pixels of the original
-    (oriented) image. The weights are ``cfg.MODEL.WEIGHTS``, read without running code from
+    result is the model's, as Detectron2 gives it (``{"instances": Instances}``, with
+    ``"sem_seg"`` and ``"panoptic_seg"`` for Panoptic FPN, ``"sem_seg"`` alone for the semantic
+    FPN, ``"proposals"`` for an RPN) in the pixels of the original (oriented) image. The weights are ``cfg.MODEL.WEIGHTS``, read without running code from
     the file; their statistics and channel selection come with them (weights of another
     selection are refused).
 
@@ -63,7 +64,7 @@ class DCTPredictor(DefaultPredictor):
         return self.mapper({"file_name": os.fspath(image)})
 
     def __call__(self, image: Image) -> Dict:
-        """Predictions for one image file or array: ``{"instances": Instances}``."""
+        """Predictions for one image file or array (``{"instances": Instances}`` for an R-CNN)."""
         return self.predict_batch([image])[0]
 
     @torch.no_grad()
