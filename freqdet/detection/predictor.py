@@ -30,9 +30,9 @@ class DCTPredictor(DefaultPredictor):
     (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) by the frequency transform itself, and the
     result is the model's, as Detectron2 gives it (``{"instances": Instances}``, with
     ``"sem_seg"`` and ``"panoptic_seg"`` for Panoptic FPN, ``"sem_seg"`` alone for the semantic
-    FPN, ``"proposals"`` for an RPN) in the pixels of the original (oriented) image. The weights are ``cfg.MODEL.WEIGHTS``, read without running code from
-    the file; their statistics and channel selection come with them (weights of another
-    selection are refused).
+    FPN, ``"proposals"`` for an RPN) in the pixels of the original (oriented) image. The
+    weights are ``cfg.MODEL.WEIGHTS``, read without running code from the file; their statistics
+    and channel selection come with them (weights of another selection are refused).
 
         predictor = DCTPredictor(cfg)
         instances = predictor("photo.jpg")["instances"]
