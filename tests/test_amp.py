@@ -116,8 +116,6 @@ def test_detectron2s_lazy_tool_trains_a_dct_model_with_amp(tmp_path):
         "train.device=cuda",
         "train.amp.enabled=True",
         f"train.output_dir={tmp_path / 'run'}",
-        "model.dct_mean.num_images=12",
-        "model.dct_std.num_images=12",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]

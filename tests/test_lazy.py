@@ -13,9 +13,9 @@ import pytest
 import torch
 from detectron2 import model_zoo as d2_model_zoo
 from detectron2.config import LazyConfig, instantiate
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import NaiveSyncBatchNorm, get_norm
-from detectron2.modeling import build_model
+from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.solver import get_default_optimizer_params
 from detectron2.utils.registry import _convert_target_to_string
 from helpers import detectron2_lazy_tool, run_lazy_tool
@@ -31,12 +31,14 @@ from freqdet.detection.lazy import (
     clipped_sgd,
     dct_optimizer_params,
     lazy_config_stats,
+    set_training_statistics,
     training_set_statistic,
+    training_set_statistics,
     use_dct_input,
 )
 from freqdet.detection.mapper import DCTDatasetMapper
 from freqdet.normalization import ChannelMismatchError
-from freqdet.stats import natural_photo_stats
+from freqdet.stats import NATURAL_PHOTO_STATS, natural_photo_stats
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEMO = "demo/mask_rcnn_dct_demo.py"
@@ -98,6 +100,16 @@ def settings(module: torch.nn.Module) -> dict:
     return values
 
 
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any dataset read fails."""
+
+    def refuse(name):
+        raise AssertionError(f"dataset {name!r} read")
+
+    monkeypatch.setattr(DatasetCatalog, "get", refuse)
+
+
 @pytest.fixture(scope="module")
 def demo_pair():
     lazy_cfg = lazy(DEMO)
@@ -105,12 +117,10 @@ def demo_pair():
     return lazy_cfg, yacs_cfg
 
 
-def test_the_lazy_demo_builds_the_yacs_demos_model(demo_pair):
+def test_the_lazy_demo_builds_the_yacs_demos_model(demo_pair, no_data):
     lazy_cfg, yacs_cfg = demo_pair
-    lazy_cfg = copy.deepcopy(lazy_cfg)
-    lazy_cfg.model.dct_mean = lazy_cfg.model.dct_std = None  # the training set's: compared below
     torch.manual_seed(0)
-    ours = instantiate(lazy_cfg.model)
+    ours = instantiate(lazy_cfg.model)  # reads no data: the shipped statistics, as the yacs model's before training
     torch.manual_seed(0)
     theirs = build_model(yacs_cfg)
     assert str(ours) == str(theirs)
@@ -149,10 +159,15 @@ def test_the_training_set_statistics_are_the_yacs_trainers(demo_pair, tmp_path):
     mapper = instantiate(lazy_cfg.dataloader.test.mapper)
     selection = channel_indices(24)
     common = dict(datasets="freqdet_demo_train", mapper=mapper, num_images=6, output_dir=str(tmp_path / "lazy"))
+    measured = training_set_statistics(24, **common)
+    path = tmp_path / "lazy" / "dct_stats.json"
+    assert measured.source == f"measured over 6 images of freqdet_demo_train into {path}"
     mean = training_set_statistic("mean", 24, **common)
     std = training_set_statistic("std", 24, **common)  # read back from the cache
     assert np.allclose(mean, expected.mean[list(selection)]) and np.allclose(std, expected.std[list(selection)])
-    cached = json.loads((tmp_path / "lazy" / "dct_stats.json").read_text())
+    assert mean == measured.mean and std == measured.std
+    assert training_set_statistics(24, **common).source == f"reused from {path} (6 images of freqdet_demo_train)"
+    cached = json.loads(path.read_text())
     assert cached["datasets"] == ["freqdet_demo_train"] and cached["images_asked"] == 6
 
 
@@ -190,7 +205,8 @@ def test_the_lsj_configs_are_detectron2s_but_for_the_input(epochs):
         input_keys |= {f"dataloader.{split}.mapper.{k}" for k in ("_target_", "channels", "pattern", "wire_dtype")}
         input_keys.add(f"dataloader.{split}.mapper.transform_on")
     changed = {k for k in set(a) | set(b) if a.get(k, "absent") != b.get(k, "absent")}
-    input_changes = {k for k in changed if k.startswith((stem, stages, "model.dct_mean.", "model.dct_std."))}
+    statistics = ("model.dct_mean.", "model.dct_std.", "dataloader.dct_stats.")
+    input_changes = {k for k in changed if k.startswith((stem, stages, *statistics))}
     assert changed - input_changes <= input_keys
     assert {"model._target_", "dataloader.train.mapper._target_", "dataloader.test.mapper._target_"} <= changed
     assert a[stages + "_target_"].endswith("dct_resnet_stages") and a[stem + "_target_"].endswith("DCTStem")
@@ -217,10 +233,12 @@ def test_the_faster_rcnn_twins_are_the_mask_configs_without_masks(epochs):
     assert all(faster[f"model.roi_heads.{k}"] is None for k in mask_keys)
 
 
-def test_an_lsj_model_takes_dct_channels_and_its_mapper_absorbs_the_crop(demo_dicts):
+def test_an_lsj_model_takes_dct_channels_and_its_mapper_absorbs_the_crop(demo_dicts, monkeypatch):
     cfg = lazy("new_baselines/mask_rcnn_dct_R_50_FPN_100ep_LSJ.py", "model.channels=64")
-    cfg.model.dct_mean = cfg.model.dct_std = None  # COCO is not here: the shipped statistics
-    model = instantiate(cfg.model)
+    with monkeypatch.context() as patched:  # COCO is not here: building the model must not look for it
+        patched.setattr(DatasetCatalog, "get", lambda name: pytest.fail(f"dataset {name!r} read"))
+        model = instantiate(cfg.model)
+    assert torch.allclose(model.normalization.mean.flatten(), torch.tensor(channel_statistic("mean", 64)))
     assert isinstance(model.backbone.bottom_up.stem, DCTStem)
     assert model.channels == channel_indices(64)
     assert model.backbone.bottom_up.res2[0].conv1.in_channels == 64
@@ -260,12 +278,16 @@ def test_use_dct_input_refuses_what_it_cannot_switch():
     custom.backbone.bottom_up.stages.block_class = "mine"
     with pytest.raises(ValueError, match="block_class"):
         use_dct_input(custom)
+    mine = copy.deepcopy(model)
+    mine._target_ = type("MyRCNN", (GeneralizedRCNN,), {})
+    with pytest.raises(ValueError, match="MyRCNN subclasses Detectron2's GeneralizedRCNN"):
+        use_dct_input(mine)  # dct_twin's message: a DCT class of one's own
+    regnet = d2_model_zoo.get_config("new_baselines/mask_rcnn_regnetx_4gf_dds_FPN_100ep_LSJ.py").model
+    with pytest.raises(ValueError, match="model.backbone.bottom_up is RegNet"):
+        use_dct_input(regnet)
     use_dct_input(model)
     with pytest.raises(ValueError, match="DCT inputs already"):
         use_dct_input(model)
-    retina = d2_model_zoo.get_config("COCO-Detection/retinanet_R_50_FPN_1x.py").model
-    with pytest.raises(ValueError, match="GeneralizedRCNN"):
-        use_dct_input(retina)
 
 
 def test_the_gate_learns_at_its_factor_and_the_rest_as_detectron2_sets_it():
@@ -294,10 +316,10 @@ def test_clipped_sgd_clips_each_parameters_gradient_norm():
 
 
 def test_detectron2s_own_lazy_tool_trains_evaluates_and_reloads_the_demo(tmp_path):
+    """Detectron2's tool builds and trains the model without measuring the training set (freqdet's tool
+    does that, where training starts): the model keeps the shipped statistics, which its checkpoint carries."""
     tool = detectron2_lazy_tool(tmp_path)
     quick = [
-        "model.dct_mean.num_images=12",
-        "model.dct_std.num_images=12",
         "model.roi_heads.box_predictor.test_score_thresh=0.0",
         "model.roi_heads.box_predictor.test_topk_per_image=3",
     ]
@@ -312,12 +334,11 @@ def test_detectron2s_own_lazy_tool_trains_evaluates_and_reloads_the_demo(tmp_pat
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "copypaste: Task: segm" in trained.stdout + trained.stderr
-    stats = json.loads((train_dir / "dct_stats.json").read_text())
-    assert stats["num_images"] == 12 and stats["datasets"] == ["freqdet_demo_train"]
+    assert not (train_dir / "dct_stats.json").exists()
     state = torch.load(train_dir / "model_final.pth", weights_only=True)["model"]
     selection = list(channel_indices(24))
     assert state["normalization.selected"].nonzero().flatten().tolist() == selection
-    assert np.allclose(state["normalization.mean"].flatten().numpy(), np.asarray(stats["mean"])[selection])
+    assert np.allclose(state["normalization.mean"].flatten().numpy(), channel_statistic("mean", 24))
 
     checkpoint = f"train.init_checkpoint={train_dir / 'model_final.pth'}"
     evaluated = run_lazy_tool(
@@ -369,18 +390,24 @@ def test_freqdets_lazy_tool_trains_resumes_and_says_what_to_fix(tmp_path):
     register = ["--register-coco", "val3", str(tmp_path / "val3.json"), val.image_root]
     quick = [
         f"train.output_dir={run_dir}",
-        "model.dct_mean.num_images=12",
-        "model.dct_std.num_images=12",
+        "dataloader.dct_stats.num_images=12",
         "dataloader.test.dataset.names=val3",
     ]
     trained = run_lazy_tool(tool, *register, "train.max_iter=2", *quick, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "copypaste: Task: bbox" in trained.stdout + trained.stderr  # evaluated on val3
+    log = trained.stdout + trained.stderr
+    assert "copypaste: Task: bbox" in log  # evaluated on val3
+    assert (
+        f"DCT normalization of the model: measured over 12 images of freqdet_demo_train into {run_dir}/dct_stats.json"
+        in log
+    )
     assert (run_dir / "model_final.pth").exists() and (run_dir / "predictions.png").exists()
     resumed = run_lazy_tool(tool, "--resume", *register, "train.max_iter=3", *quick, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Starting training from iteration 2" in resumed.stdout + resumed.stderr
-    assert "iter: 0 " not in resumed.stdout + resumed.stderr
+    log = resumed.stdout + resumed.stderr
+    assert "Starting training from iteration 2" in log and "iter: 0 " not in log
+    assert f"DCT normalization of the model: the checkpoint's ({run_dir}/model_final.pth)" in log
+    assert "Computing DCT channel statistics" not in log
 
     for override, message in (
         ("train.amp.enabled=True", "train.amp.enabled is True but the device is 'cpu'"),
@@ -390,6 +417,41 @@ def test_freqdets_lazy_tool_trains_resumes_and_says_what_to_fix(tmp_path):
         refused = run_lazy_tool(tool, *register, *quick, checkpoint, override, cwd=tmp_path)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and message in refused.stderr
+
+
+def test_the_training_sets_statistics_are_set_where_training_starts(demo_pair, tmp_path, monkeypatch):
+    """Built, the model holds the shipped statistics; set_training_statistics measures (once: then reuses),
+    or takes a checkpoint's, or with measure=False (--eval-only) keeps what it has, reading no data."""
+    cfg = copy.deepcopy(demo_pair[0])
+    cfg.train.output_dir = str(tmp_path / "run")
+    cfg.dataloader.dct_stats.num_images = 4
+    model = instantiate(cfg.model)
+    shipped = torch.tensor(channel_statistic("mean", 24))
+    assert torch.allclose(model.normalization.mean.flatten(), shipped)
+    path = tmp_path / "run" / "dct_stats.json"
+    measured = set_training_statistics(model, cfg)
+    assert measured == f"DCT normalization of the model: measured over 4 images of freqdet_demo_train into {path}"
+    stats = json.loads(path.read_text())
+    selection = list(channel_indices(24))
+    assert torch.allclose(model.normalization.mean.flatten(), torch.tensor(stats["mean"])[selection])
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, checkpoint)
+
+    monkeypatch.setattr(DatasetCatalog, "get", lambda name: pytest.fail(f"dataset {name!r} read"))
+    assert set_training_statistics(model, cfg).endswith(f"reused from {path} (4 images of freqdet_demo_train)")
+    fresh = instantiate(cfg.model)
+    assert set_training_statistics(fresh, cfg, measure=False).endswith(
+        f"the ones freqdet ships ({NATURAL_PHOTO_STATS})"
+    )
+    assert torch.allclose(fresh.normalization.mean.flatten(), shipped)
+    cfg.train.init_checkpoint = str(checkpoint)  # as --eval-only train.init_checkpoint=...: nothing measured
+    fresh = instantiate(cfg.model)
+    assert torch.allclose(fresh.normalization.mean.flatten(), model.normalization.mean.flatten())
+    for measure in (False, True):
+        line = set_training_statistics(fresh, cfg, measure=measure)
+        assert line == f"DCT normalization of the model: the checkpoint's ({checkpoint})"
+    rgb = instantiate(d2_model_zoo.get_config("common/models/retinanet.py").model)
+    assert set_training_statistics(rgb, cfg) is None  # pixels: nothing to set
 
 
 def test_a_lazy_model_with_the_channel_gate_learns_its_loss(demo_pair, demo_dicts):

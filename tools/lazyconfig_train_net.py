@@ -10,6 +10,9 @@
         --register-coco mine_train train.json images/ --register-coco mine_val val.json images/ \\
         dataloader.train.dataset.names=mine_train dataloader.test.dataset.names=mine_val \\
         model.roi_heads.num_classes=2   # your own COCO-format data
+    python tools/lazyconfig_train_net.py --config-file COCO-Detection/retinanet_R_50_FPN_1x.py --dct-input 24 \\
+        train.init_checkpoint="" model.backbone.bottom_up.freeze_at=0 \\
+        model.backbone.bottom_up.stages.norm=SyncBN   # any of Detectron2's ResNet LazyConfigs on 24 DCT channels
 
 The arguments and the loop of Detectron2's own tools/lazyconfig_train_net.py (which runs
 freqdet's LazyConfigs unchanged too): overrides as key=value, ``train.*`` for the run,
@@ -23,25 +26,29 @@ as tools/train_net.py has it for the yacs configs:
 - SIGTERM and Ctrl-C save the current iteration before the run stops;
 - the count of skipped images (``dataloader.train.mapper.bad_image_log``) in the metrics;
 - predictions on the test set drawn to ``train.output_dir/predictions.png``;
-- ``--register-coco NAME JSON IMAGE_DIR`` registers COCO-format datasets, as in tools/train_net.py.
+- ``--register-coco NAME JSON IMAGE_DIR`` registers COCO-format datasets, as in tools/train_net.py;
+- ``--dct-input N`` (with ``--dct-pattern``) switches the config's model, loaders and optimizer to N
+  DCT channels (freqdet.detection.lazy.use_dct_input) before the overrides apply;
+- a DCT model's statistics measured over the training set where training starts, not when the model
+  is built (freqdet.detection.lazy.set_training_statistics; none with --eval-only), and one log line
+  saying where they come from.
 """
 
 import logging
 import os
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
-from freqdet.config_files import config_path
 from freqdet.detection.bad_images import SkippedImagesHook
 from freqdet.detection.checkpoint import FreqdetCheckpointer
-from freqdet.detection.checks import check_output_dir
 from freqdet.detection.cli import (
     launched,
     register_coco_datasets,
     training_argument_parser,
     user_errors,
 )
+from freqdet.detection.config import any_config_path
 from freqdet.detection.interruption import InterruptionHook
-from freqdet.detection.lazy import check_lazy_config, dataset_names, load_lazy_config
+from freqdet.detection.lazy import check_lazy_config, dataset_names, load_lazy_config, set_training_statistics
 from freqdet.detection.predictions import draw_predictions
 from freqdet.detection.trainer import LAZY_FIXES, TRAINING_STOPS, training_stops
 from freqdet.known_warnings import quiet_known_warnings
@@ -116,31 +123,52 @@ def build_training(cfg, model, trust: bool):
     return trainer, checkpointer, interruption
 
 
+def setup_config(args):
+    """The LazyConfig of the command line, checked before any work: datasets registered, switched to DCT
+    inputs by ``--dct-input``, overrides applied; ValueError for a flag meant for yacs configs."""
+    if args.config_adder:
+        raise ValueError(
+            f"--config-adder {' '.join(args.config_adder)}: it adds a project's keys to a yacs config "
+            "(tools/train_net.py); a LazyConfig imports what it needs itself: drop --config-adder"
+        )
+    register_coco_datasets(args.register_coco)
+    cfg = load_lazy_config(args.config_file, args.opts, dct_input=args.dct_input, dct_pattern=args.dct_pattern)
+    check_lazy_config(cfg, training=not args.eval_only)
+    return cfg
+
+
+def checkpoint_to_load(cfg, checkpointer, resume: bool) -> str:
+    """The file ``resume_or_load`` will read: the newest checkpoint on ``--resume``, else ``train.init_checkpoint``."""
+    if resume and checkpointer.has_checkpoint():
+        return checkpointer.get_checkpoint_file()
+    return cfg.train.init_checkpoint
+
+
 def main(args):
-    """One process of the run: the config loaded and checked, the model built (measuring the training
-    set's statistics, or reading the checkpoint's), then training or evaluation."""
+    """One process of the run: the config loaded and checked, the model built (reading no data), its
+    statistics set (the training set's when training, measured or reused; a checkpoint's), then
+    training or evaluation."""
     quiet_known_warnings()
     with user_errors(SETUP_ERRORS, args.debug):
-        register_coco_datasets(args.register_coco)
-        cfg = load_lazy_config(args.config_file, args.opts)
-        check_output_dir(cfg.train.output_dir)  # default_setup writes there
+        cfg = setup_config(args)
         default_setup(cfg, args)
         setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="freqdet")
-        check_lazy_config(cfg, training=not args.eval_only)
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         if args.eval_only:
-            model = create_ddp_model(model)
-            checkpointer = FreqdetCheckpointer(model, cfg.train.output_dir, trust=args.trust_checkpoint)
+            evaluated = create_ddp_model(model)
+            checkpointer = FreqdetCheckpointer(evaluated, cfg.train.output_dir, trust=args.trust_checkpoint)
+            set_training_statistics(model, cfg, checkpoint_to_load(cfg, checkpointer, args.resume), measure=False)
             checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
         else:
             trainer, checkpointer, interruption = build_training(cfg, model, args.trust_checkpoint)
+            set_training_statistics(model, cfg, checkpoint_to_load(cfg, checkpointer, args.resume))
             checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
             # A checkpoint records the iteration it ended: continue with the next one.
             start = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
     if args.eval_only:
-        results = evaluate(cfg, model)
-        draw(cfg, model)
+        results = evaluate(cfg, evaluated)
+        draw(cfg, evaluated)
         return results
     with user_errors(TRAINING_STOPS, args.debug), training_stops(trainer, interruption, LAZY_FIXES):
         trainer.train(start, cfg.train.max_iter)
@@ -157,7 +185,7 @@ if __name__ == "__main__":
     with user_errors((ValueError,), args.debug):
         if not args.config_file:
             raise ValueError("no --config-file: give a LazyConfig's path or name (e.g. demo/mask_rcnn_dct_demo.py)")
-        args.config_file = config_path(args.config_file)
+        args.config_file = any_config_path(args.config_file)
     with launched():
         launch(
             main,

@@ -6,19 +6,25 @@ Detectron2's own ``model``, ``dataloader`` and ``optimizer`` are defined)::
     from freqdet.detection.lazy import use_dct_input
     use_dct_input(model, dataloader, optimizer, channels=24)
 
-It makes the model a :class:`~freqdet.detection.meta_arch.DCTGeneralizedRCNN` whose ResNet has
-a :class:`~freqdet.detection.backbone.DCTStem` and stages whose res2 takes the selected
-channels (every other setting kept: depth, norm, stride placement, freeze_at, heads), makes
-the loaders' mappers :class:`~freqdet.detection.mapper.DCTDatasetMapper` (augmentations kept),
-normalizes with the training set's statistics (:func:`training_set_statistic`: computed once by
-the main process into ``train.output_dir/dct_stats.json``, or read from
-``train.init_checkpoint`` when that holds them), puts the channel gate's learning-rate factor
-into the optimizer's parameters (:func:`dct_optimizer_params`) and lets COCO evaluation run on
-a Detectron2 without compiled ops. ``model.channels`` / ``model.pattern`` then choose the
-channels for the model and both mappers at once (``model.channels=64`` on the command line).
+It takes any model whose backbone is a ``LazyCall(ResNet)`` built by ``ResNet.make_default_stages``,
+as ``model.backbone`` (C4) or as an FPN's ``bottom_up``: Detectron2's Faster, Mask, keypoint and
+Cascade R-CNN, C4, RetinaNet, Panoptic FPN and the LSJ recipes. The model becomes its class's DCT
+twin (:func:`~freqdet.detection.meta_arch.dct_twin`), its ResNet gets a
+:class:`~freqdet.detection.backbone.DCTStem` and stages whose res2 takes the selected channels
+(every other setting kept: depth, norm, stride placement, freeze_at, heads), the loaders' mappers
+become :class:`~freqdet.detection.mapper.DCTDatasetMapper` (augmentations kept), the channel gate's
+learning-rate factor goes into the optimizer's parameters (:func:`dct_optimizer_params`) and COCO
+evaluation runs on a Detectron2 without compiled ops. ``model.channels`` / ``model.pattern`` then
+choose the channels for the model and both mappers at once (``model.channels=64``).
+
+Building the model reads no data: it starts with the statistics freqdet ships, or a checkpoint's
+when ``train.init_checkpoint`` holds them. The training set's are measured where training starts:
+:func:`set_training_statistics` (which freqdet's ``tools/lazyconfig_train_net.py`` calls before the
+first step) instantiates ``dataloader.dct_stats`` (:func:`training_set_statistics`: computed once
+by the main process into ``train.output_dir/dct_stats.json``, reused from there).
 
 The builders are plain functions and classes for ``LazyCall``: :func:`channel_statistic`,
-:func:`training_set_statistic`, :func:`dct_optimizer_params`, :func:`clipped_sgd`,
+:func:`training_set_statistics`, :func:`dct_optimizer_params`, :func:`clipped_sgd`,
 :func:`~freqdet.detection.backbone.dct_resnet_stages`,
 :func:`~freqdet.detection.backbone.build_dct_resnet`,
 :func:`~freqdet.detection.bad_images.build_train_loader`.
@@ -27,20 +33,20 @@ The builders are plain functions and classes for ``LazyCall``: :func:`channel_st
 import functools
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import detectron2.utils.comm as comm
+import numpy as np
 import torch
 from detectron2.config import CfgNode, LazyConfig, instantiate
 from detectron2.config import LazyCall as L
 from detectron2.data import DatasetMapper, build_detection_train_loader
-from detectron2.evaluation import COCOEvaluator
-from detectron2.modeling import GeneralizedRCNN
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.modeling.backbone import ResNet
 from detectron2.solver import get_default_optimizer_params
 from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils.registry import locate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..dct import resolve_channels
 from ..normalization import ChannelMismatchError, selected_channels
@@ -53,7 +59,8 @@ from .config import check_amp_device, check_device_name
 from .dataset_stats import measure_training_set, training_dicts
 from .gate import gate_lr_groups
 from .mapper import DCTDatasetMapper
-from .meta_arch import DCTGeneralizedRCNN
+from .meta_arch import DCTInput, dct_twin
+from .switch import rgb_weights
 from .trainer import has_compiled_ops, show_freqdet_log
 
 logger = logging.getLogger(__name__)
@@ -62,16 +69,76 @@ ChannelsArg = Union[int, Sequence[int]]
 KINDS = ("mean", "std")
 
 
+class MeasuredStats(NamedTuple):
+    """A selection's per-channel statistics and where they come from, as the log says it."""
+
+    mean: List[float]
+    std: List[float]
+    source: str
+
+
 def channel_statistic(
-    kind: str, channels: ChannelsArg = 24, pattern: str = "square", stats_file: str = ""
+    kind: str, channels: ChannelsArg = 24, pattern: str = "square", stats_file: str = "", checkpoint: str = ""
 ) -> List[float]:
-    """The per-channel ``kind`` ("mean" or "std") of a selection as a plain list, from
-    ``stats_file`` (the JSON of ``tools/compute_dct_stats.py``), or from the statistics freqdet
-    ships (natural photographs) when it is empty: for ``model.dct_mean`` / ``model.dct_std``."""
+    """The per-channel ``kind`` ("mean" or "std") of a selection as a plain list, for ``model.dct_mean`` /
+    ``model.dct_std``; reads no dataset. A freqdet checkpoint's own when ``checkpoint`` (e.g.
+    ``"${train.init_checkpoint}"``) holds them (one of other channels is refused,
+    :class:`ChannelMismatchError`); else ``stats_file``'s (the JSON of ``tools/compute_dct_stats.py``);
+    else the statistics freqdet ships (natural photographs)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     selection = resolve_channels(channels, pattern)
+    saved = checkpoint_statistics(checkpoint, selection) if checkpoint else None
+    if saved is not None:
+        return _pick(saved, kind)
     source = os.path.expanduser(stats_file) if stats_file else NATURAL_PHOTO_STATS
     stats = load_stats(source) if stats_file else natural_photo_stats()
     return _pick(stats.pick(selection, repr(source)), kind)
+
+
+def training_set_statistics(
+    channels: ChannelsArg = 24,
+    pattern: str = "square",
+    *,
+    datasets: Union[str, Sequence[str]],
+    mapper: DCTDatasetMapper,
+    num_images: int = 500,
+    output_dir: str,
+) -> MeasuredStats:
+    """The training set's per-channel statistics of a selection (``dataloader.dct_stats``, which
+    :func:`set_training_statistics` instantiates where training starts).
+
+    Over ``num_images`` images of ``datasets`` (0: all), each mapped by ``mapper``'s augmentations at
+    test time (:func:`~.dataset_stats.measure_training_set`, as ``DCTTrainer`` does): the main process
+    computes them into ``output_dir/dct_stats.json``, or reuses that file when it holds them for the
+    same datasets and number of images; the other processes wait and read it.
+    """
+    if not isinstance(mapper, DCTDatasetMapper):
+        raise ValueError(
+            f"dataloader.dct_stats.mapper is a {type(mapper).__name__}: the training set's DCT statistics are "
+            "measured by a DCTDatasetMapper (freqdet.detection.lazy.use_dct_input sets the test mapper's)"
+        )
+    selection = resolve_channels(channels, pattern)
+    names = [datasets] if isinstance(datasets, str) else list(datasets)
+    path = os.path.join(output_dir, "dct_stats.json")
+    if comm.is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+    computed = []
+
+    def compute():
+        show_freqdet_log()
+        stats = measure_training_set(training_dicts(names), mapper, num_images)
+        computed.append(stats.info["num_images"])
+        return stats
+
+    measured = {"datasets": names, "images_asked": num_images}
+    stats = cached_stats(path, selection, compute, comm.is_main_process(), comm.synchronize, **measured)
+    mean, std = (_pick(stats.pick(selection, repr(path)), kind) for kind in KINDS)
+    if computed:
+        source = f"measured over {computed[0]} images of {', '.join(names)} into {path}"
+    else:
+        source = f"reused from {path} ({stats.info.get('num_images', '?')} images of {', '.join(names)})"
+    return MeasuredStats(mean, std, source)
 
 
 def training_set_statistic(
@@ -85,45 +152,79 @@ def training_set_statistic(
     output_dir: str,
     checkpoint: str = "",
 ) -> List[float]:
-    """The per-channel ``kind`` ("mean" or "std") of the training set, for a selection.
-
-    - When ``checkpoint`` (``train.init_checkpoint``) is a freqdet checkpoint, its own statistics:
-      loading it would set them anyway, so nothing is computed (``--eval-only``); a checkpoint of
-      another channel selection is refused here, before any work (:class:`ChannelMismatchError`).
-    - Otherwise the statistics of ``num_images`` images of ``datasets`` (0: all) mapped by
-      ``mapper``'s augmentations at test time (:func:`~.dataset_stats.measure_training_set`, as
-      ``DCTTrainer`` does): the main process computes them into ``output_dir/dct_stats.json``,
-      or reuses that file when it holds them for the same datasets and number of images; the
-      other processes wait and read it.
-    """
+    """The per-channel ``kind`` ("mean" or "std") of :func:`training_set_statistics`; a freqdet
+    checkpoint's own instead when ``checkpoint`` holds them (nothing measured; a checkpoint of another
+    channel selection is refused before any work, :class:`ChannelMismatchError`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    selection = resolve_channels(channels, pattern)
-    saved = checkpoint_statistics(checkpoint, selection) if checkpoint else None
+    saved = checkpoint_statistics(checkpoint, resolve_channels(channels, pattern)) if checkpoint else None
     if saved is not None:
         return _pick(saved, kind)
-    names = [datasets] if isinstance(datasets, str) else list(datasets)
-    path = os.path.join(output_dir, "dct_stats.json")
-    if comm.is_main_process():
-        os.makedirs(output_dir, exist_ok=True)
-
-    def compute():
-        show_freqdet_log()
-        stats = measure_training_set(training_dicts(names), mapper, num_images)
-        logger.info(f"DCT channel statistics of {stats.info['num_images']} training images written to {path}")
-        return stats
-
-    measured = {"datasets": names, "images_asked": num_images}
-    stats = cached_stats(path, selection, compute, comm.is_main_process(), comm.synchronize, **measured)
-    return _pick(stats.pick(selection, repr(path)), kind)
+    stats = training_set_statistics(
+        channels, pattern, datasets=datasets, mapper=mapper, num_images=num_images, output_dir=output_dir
+    )
+    return _pick((stats.mean, stats.std), kind)
 
 
-def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
+def set_training_statistics(
+    model: torch.nn.Module, cfg: DictConfig, checkpoint: Optional[str] = None, *, measure: bool = True
+) -> Optional[str]:
+    """Set a DCT model's normalization for a run of the LazyConfig ``cfg``, where training starts, and
+    log one line saying where the statistics come from; returns it (None for a model of pixels).
+
+    - A freqdet checkpoint's own when ``checkpoint`` (default ``train.init_checkpoint``; ``--resume``
+      passes the file it continues from) holds them: loading it sets them anyway, nothing is measured.
+    - Else, with ``measure``, the training set's: ``dataloader.dct_stats`` instantiated
+      (:func:`training_set_statistics`), measured or reused from ``train.output_dir/dct_stats.json``.
+    - Else (``measure=False``, as for ``--eval-only``; or ``dataloader.dct_stats`` None) the ones it was
+      built with: freqdet's shipped statistics, or what ``model.dct_mean`` / ``model.dct_std`` gave.
+    """
+    module = getattr(model, "module", model)  # inside DistributedDataParallel
+    if not isinstance(module, DCTInput):
+        return None
+    normalization = module.normalization
+    if checkpoint is None:
+        checkpoint = OmegaConf.select(cfg, "train.init_checkpoint", default="") or ""
+    saved = checkpoint_statistics(str(checkpoint), normalization.channels) if checkpoint else None
+    spec = OmegaConf.select(cfg, "dataloader.dct_stats", default=None)
+    if saved is not None:
+        normalization.set_stats(*saved)
+        source = f"the checkpoint's ({checkpoint})"
+    elif measure and spec is not None:
+        stats = instantiate(spec)
+        normalization.set_stats(stats.mean, stats.std)
+        source = stats.source
+    else:
+        source = _built_statistics(normalization, str(checkpoint))
+    line = f"DCT normalization of the model: {source}"
+    logger.info(line)
+    return line
+
+
+def _built_statistics(normalization, checkpoint: str) -> str:
+    """What the statistics a model was built with are, for the log."""
+    shipped = natural_photo_stats().pick(normalization.channels, NATURAL_PHOTO_STATS)
+    ours = (normalization.mean.flatten().cpu().numpy(), normalization.std.flatten().cpu().numpy())
+    same = all(np.allclose(a, b) for a, b in zip(ours, shipped))
+    source = f"the ones freqdet ships ({NATURAL_PHOTO_STATS})" if same else "those of model.dct_mean / model.dct_std"
+    unread = checkpoint and ("://" in checkpoint or not checkpoint.endswith(".pth"))  # what checkpoint_statistics skips
+    return source + (f", unless {checkpoint} holds its own (loading it sets them)" if unread else "")
+
+
+def load_lazy_config(
+    path: str, overrides: Sequence[str] = (), *, dct_input: Optional[ChannelsArg] = None, dct_pattern: str = "square"
+) -> DictConfig:
     """A LazyConfig file with ``key=value`` overrides; ValueError naming an override that does not
-    parse (a flag after the overrides, which take everything after them, is one)."""
+    parse (a flag after the overrides, which take everything after them, is one). ``dct_input``: its
+    ``model``, ``dataloader`` and ``optimizer`` switched to that many DCT channels (or those indices,
+    :func:`use_dct_input`) first, so that the overrides can set the switched keys too."""
     from hydra.errors import OverrideParseException
 
     cfg = LazyConfig.load(path)
+    if dct_input is not None:
+        if "model" not in cfg or "dataloader" not in cfg:
+            raise ValueError(f"--dct-input switches a LazyConfig's model and dataloader, but {path} lacks one of them")
+        use_dct_input(cfg.model, cfg.dataloader, cfg.get("optimizer"), channels=dct_input, pattern=dct_pattern)
     try:
         return LazyConfig.apply_overrides(cfg, list(overrides))
     except OverrideParseException as e:
@@ -136,7 +237,7 @@ def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
 def lazy_config_stats(cfg: DictConfig, num_images: int) -> ChannelStats:
     """Per-channel mean and std of all 192 channels over a LazyConfig's training set
     (``dataloader.train.dataset.names``), mapped by its test mapper: what
-    :func:`training_set_statistic` measures (``tools/compute_dct_stats.py`` with a ``.py`` config)."""
+    :func:`training_set_statistics` measures (``tools/compute_dct_stats.py`` with a ``.py`` config)."""
     mapper = instantiate(cfg.dataloader.test.mapper)
     if not isinstance(mapper, DCTDatasetMapper):
         raise ValueError(
@@ -239,41 +340,28 @@ def _target(node) -> object:
     return locate(target) if isinstance(target, str) else target
 
 
-def use_dct_input(
-    model: DictConfig,
-    dataloader: Optional[DictConfig] = None,
-    optimizer: Optional[DictConfig] = None,
-    *,
-    channels: ChannelsArg = 24,
-    pattern: str = "square",
-    wire_dtype: str = "int16",
-    transform_on: str = "cpu",
-    stats_images: int = 500,
-) -> None:
-    """Switch a LazyConfig's R-CNN from pixels to DCT channels, in place (see the module's doc).
+def _name(target) -> str:
+    return getattr(target, "__qualname__", None) or repr(target)
 
-    Args:
-        model: a ``LazyCall(GeneralizedRCNN)`` whose backbone is a ``LazyCall(ResNet)`` with
-            ``ResNet.make_default_stages`` (or an FPN on one), such as Detectron2's
-            ``common/models/mask_rcnn_fpn.py`` and the LSJ configs.
-        dataloader: its ``dataloader``: both mappers become DCT mappers of ``model.channels``
-            and the model normalizes with the training set's statistics; None: the model keeps
-            the statistics freqdet ships.
-        optimizer: its ``optimizer``, for the gate's learning-rate factor
-            (``optimizer.params.gate_lr_factor``).
-        channels, pattern: the channels (a count with a pattern, or the indices).
-        wire_dtype, transform_on: how coefficients travel (``INPUT.DCT.WIRE_DTYPE``) and where they
-            are computed (``MODEL.DCT.TRANSFORM_ON``).
-        stats_images: training images the statistics are measured over (0: all).
-    """
-    if not (isinstance(_target(model), type) and issubclass(_target(model), GeneralizedRCNN)):
-        raise ValueError(f"use_dct_input needs a LazyCall(GeneralizedRCNN) model, got one of {_target(model)}")
-    if issubclass(_target(model), DCTGeneralizedRCNN):
-        raise ValueError("the model takes DCT inputs already (use_dct_input was called on it before)")
-    backbone = model.backbone
-    resnet, up = (backbone.bottom_up, "....") if "bottom_up" in backbone else (backbone, "...")
+
+def _resnet_of(model: DictConfig) -> Tuple[DictConfig, str, str]:
+    """The ``LazyCall(ResNet)`` of a model's backbone (itself or an FPN's ``bottom_up``), the
+    interpolation from its stem up to the model, and its key; ValueError naming what is there otherwise."""
+    backbone = model.get("backbone") if isinstance(model, (dict, DictConfig)) else None
+    nested = isinstance(backbone, (dict, DictConfig)) and "bottom_up" in backbone
+    resnet, up, key = (
+        (backbone.bottom_up, "....", "model.backbone.bottom_up") if nested else (backbone, "...", "model.backbone")
+    )
     if _target(resnet) is not ResNet:
-        raise ValueError(f"use_dct_input needs a LazyCall(ResNet) backbone (or an FPN on one), got {_target(resnet)}")
+        raise ValueError(
+            f"use_dct_input needs a LazyCall(ResNet) as model.backbone or as its bottom_up (under an FPN), but "
+            f"{key} is {_name(_target(resnet))}: ViTs, RegNets and other stems have no res2 to take the DCT channels"
+        )
+    return resnet, up, key
+
+
+def _switch_resnet(resnet: DictConfig, up: str) -> None:
+    """A ResNet node's stem and stages made DCT's, its depth, norm and stride placement kept."""
     stages = resnet.stages
     if _target(stages) is not ResNet.make_default_stages:
         raise ValueError(
@@ -284,15 +372,13 @@ def use_dct_input(
     other = sorted(set(stages) - kept - {"_target_"})
     if other:
         raise ValueError(f"use_dct_input keeps the stages' {sorted(kept)}, not {other}: use dct_resnet_stages")
-
-    model._target_ = DCTGeneralizedRCNN
-    model.channels, model.pattern, model.wire_dtype = channels, pattern, wire_dtype
     selection = {"channels": f"${{{up}channels}}", "pattern": f"${{{up}pattern}}"}
     stem_norm = resnet.stem.get("norm", "")
     resnet.stem = L(DCTStem)(**selection, norm=stem_norm)
     resnet.stages = L(dct_resnet_stages)(**selection, **{k: stages[k] for k in kept if k in stages})
-    if dataloader is None:
-        return
+
+
+def _switch_mappers(dataloader: DictConfig, transform_on: str) -> None:
     for split in ("train", "test"):
         mapper = dataloader[split].mapper
         if _target(mapper) is not DatasetMapper:
@@ -309,34 +395,132 @@ def use_dct_input(
     if _target(dataloader.train) is build_detection_train_loader:
         dataloader.train._target_ = build_train_loader
     dataset_names(dataloader.train)
-    for kind in KINDS:
-        model[f"dct_{kind}"] = L(training_set_statistic)(
-            kind=kind,
-            channels="${..channels}",
-            pattern="${..pattern}",
-            datasets="${dataloader.train.dataset.names}",
-            mapper="${dataloader.test.mapper}",
-            num_images=stats_images,
-            output_dir="${train.output_dir}",
-            checkpoint="${train.init_checkpoint}",
-        )
-    evaluator = dataloader.get("evaluator")
-    if _target(evaluator) is COCOEvaluator and "use_fast_impl" not in evaluator:
+
+
+def _fast_coco_evaluation(evaluator) -> None:
+    """Every ``COCOEvaluator`` among a loader's evaluators (one, a list, ``DatasetEvaluators``) evaluating
+    with Detectron2's compiled code where it exists, pycocotools' otherwise, unless it says which."""
+    if isinstance(evaluator, (list, ListConfig)):
+        for one in evaluator:
+            _fast_coco_evaluation(one)
+    elif _target(evaluator) is DatasetEvaluators:
+        _fast_coco_evaluation(evaluator.get("evaluators", []))
+    elif _target(evaluator) is COCOEvaluator and "use_fast_impl" not in evaluator:
         evaluator.use_fast_impl = L(has_compiled_ops)()
+
+
+def use_dct_input(
+    model: DictConfig,
+    dataloader: Optional[DictConfig] = None,
+    optimizer: Optional[DictConfig] = None,
+    *,
+    channels: ChannelsArg = 24,
+    pattern: str = "square",
+    wire_dtype: str = "int16",
+    transform_on: str = "cpu",
+    stats_images: int = 500,
+) -> None:
+    """Switch a LazyConfig's model from pixels to DCT channels, in place (see the module's doc).
+
+    Args:
+        model: a ``LazyCall`` of a meta-architecture with a DCT twin (GeneralizedRCNN, RetinaNet,
+            PanopticFPN, ...: :data:`~freqdet.detection.meta_arch.TWINS`; a class of your own that
+            subclasses :class:`~freqdet.detection.meta_arch.DCTInput` is kept) whose backbone is a
+            ``LazyCall(ResNet)`` with ``ResNet.make_default_stages``, or an FPN on one.
+        dataloader: its ``dataloader``: both mappers become DCT mappers of ``model.channels``,
+            ``model.dct_mean`` / ``model.dct_std`` read ``train.init_checkpoint``'s statistics when it
+            holds them (else the shipped ones) and ``dataloader.dct_stats`` measures the training
+            set's (:func:`set_training_statistics`); None: the model keeps the shipped statistics.
+        optimizer: its ``optimizer``, for the gate's learning-rate factor
+            (``optimizer.params.gate_lr_factor``).
+        channels, pattern: the channels (a count with a pattern, or the indices).
+        wire_dtype, transform_on: how coefficients travel (``INPUT.DCT.WIRE_DTYPE``) and where they
+            are computed (``MODEL.DCT.TRANSFORM_ON``).
+        stats_images: training images the statistics are measured over (0: all).
+
+    ValueError in one line, before any change, for a model already switched, a class without a DCT
+    twin (:func:`~freqdet.detection.meta_arch.dct_twin`'s message) or another backbone.
+    """
+    target = _target(model)
+    if not isinstance(target, type):
+        raise ValueError(f"use_dct_input needs a LazyCall of a meta-architecture (model._target_), got {target!r}")
+    resnet, up, _ = _resnet_of(model)
+    if _target(resnet.get("stem")) is DCTStem:
+        raise ValueError(
+            "the model takes DCT inputs already (use_dct_input was called on it before): set model.channels / "
+            "model.pattern to change its channels"
+        )
+    twin = dct_twin(target)
+    _switch_resnet(resnet, up)
+    model._target_ = twin
+    model.channels, model.pattern, model.wire_dtype = channels, pattern, wire_dtype
+    if dataloader is None:
+        return
+    _switch_mappers(dataloader, transform_on)
+    for kind in KINDS:
+        model[f"dct_{kind}"] = L(channel_statistic)(
+            kind=kind, channels="${..channels}", pattern="${..pattern}", checkpoint="${train.init_checkpoint}"
+        )
+    dataloader.dct_stats = L(training_set_statistics)(
+        channels="${model.channels}",
+        pattern="${model.pattern}",
+        datasets="${dataloader.train.dataset.names}",
+        mapper="${dataloader.test.mapper}",
+        num_images=stats_images,
+        output_dir="${train.output_dir}",
+    )
+    _fast_coco_evaluation(dataloader.get("evaluator"))
     if optimizer is not None and _target(optimizer.get("params")) is get_default_optimizer_params:
         optimizer.params._target_ = dct_optimizer_params
         optimizer.params.update(base_lr="${..lr}", gate_lr_factor=1.0)
 
 
+def _is_dct_model(model) -> bool:
+    target = _target(model)
+    return isinstance(target, type) and issubclass(target, DCTInput)
+
+
+def check_lazy_weights(cfg: DictConfig, training: bool = True) -> None:
+    """ValueError in one line, for a DCT model, if ``train.init_checkpoint`` is one of Detectron2's RGB
+    checkpoints (``detectron2://ImageNetPretrained/...``: a pixel stem, a res2 of 64 input channels),
+    or, in training from random weights, if its ResNet could not learn (FrozenBN, res2 frozen)."""
+    if not _is_dct_model(cfg.model):
+        return
+    checkpoint = str(OmegaConf.select(cfg, "train.init_checkpoint", default="") or "")
+    resnet, _, key = _resnet_of(cfg.model)
+    scratch = f'train.init_checkpoint="" {key}.freeze_at=0 {key}.stages.norm=BN (or GN, SyncBN)'
+    if rgb_weights(checkpoint):
+        raise ValueError(
+            f"train.init_checkpoint is {checkpoint!r}, Detectron2's weights for RGB pixels, which a DCT model "
+            "cannot take (no pixel stem; res2 takes the DCT channels): give a DCT backbone converted by "
+            f"tools/convert_weights.py as train.init_checkpoint, or train from scratch with {scratch}"
+        )
+    if not training or checkpoint:
+        return
+    frozen = []
+    if resnet.stages.get("norm") == "FrozenBN":
+        frozen.append(f"{key}.stages.norm is FrozenBN")
+    if (resnet.get("freeze_at") or 0) >= 2:
+        frozen.append(f"{key}.freeze_at is {resnet.freeze_at}")
+    if frozen:
+        raise ValueError(
+            f"this config cannot learn: train.init_checkpoint is empty (random weights) but {' and '.join(frozen)}, "
+            f"so the ResNet would stay at its random start there: train from scratch with {scratch}, or give DCT "
+            "weights (tools/convert_weights.py) as train.init_checkpoint"
+        )
+
+
 def check_lazy_config(cfg: DictConfig, training: bool = True) -> None:
     """Fail early, with one-line messages naming the key, on what would fail later in a LazyConfig run:
-    the device (``train.device``, and ``train.amp.enabled`` off CUDA), the output folder and the
-    datasets (the test set's; the training set's too when ``training``)."""
+    the device (``train.device``, and ``train.amp.enabled`` off CUDA), the output folder, the weights
+    of a DCT model (:func:`check_lazy_weights`) and the datasets (the test set's; the training set's
+    too when ``training``)."""
     device = str(cfg.train.device)
     check_device_name(device, "train.device", "train.device=cpu")
     if training:
         check_amp_device(bool(cfg.train.amp.enabled), device, "train.amp.enabled")
     check_output_dir(cfg.train.output_dir)
+    check_lazy_weights(cfg, training)
     names = dataset_names(cfg.dataloader.test) if "test" in cfg.dataloader else []
     if training:
         names = dataset_names(cfg.dataloader.train) + names
@@ -368,14 +552,18 @@ def without_masks(model: DictConfig, dataloader: Optional[DictConfig] = None) ->
 
 
 __all__ = [
+    "MeasuredStats",
     "channel_statistic",
     "check_lazy_config",
+    "check_lazy_weights",
     "checkpoint_statistics",
     "clipped_sgd",
     "dct_optimizer_params",
     "lazy_config_stats",
     "load_lazy_config",
+    "set_training_statistics",
     "training_set_statistic",
+    "training_set_statistics",
     "use_dct_input",
     "without_masks",
 ]
