@@ -220,6 +220,72 @@ def test_train_net_trains_detectron2s_retinanet_yaml_with_the_switch(tmp_path):
     assert "DCTRetinaNet" in (tmp_path / "log.txt").read_text()
 
 
+# PointRend's instance segmentation config (projects/PointRend/configs/InstanceSegmentation/ in
+# Detectron2's repository: Base-PointRend-RCNN-FPN.yaml under pointrend_rcnn_R_50_FPN_1x_coco.yaml),
+# key for key; neither Detectron2's wheels nor its sdist ship the projects' configs.
+POINTREND_BASE = """_BASE_: "{base}"
+MODEL:
+  MASK_ON: true
+  ROI_BOX_HEAD:
+    TRAIN_ON_PRED_BOXES: True
+  ROI_MASK_HEAD:
+    POOLER_TYPE: ""
+    NAME: "PointRendMaskHead"
+    FC_DIM: 1024
+    NUM_FC: 2
+    OUTPUT_SIDE_RESOLUTION: 7
+    IN_FEATURES: ["p2"]
+    POINT_HEAD_ON: True
+  POINT_HEAD:
+    FC_DIM: 256
+    NUM_FC: 3
+    IN_FEATURES: ["p2"]
+INPUT:
+  MASK_FORMAT: "bitmask"
+"""
+POINTREND = """_BASE_: Base-PointRend-RCNN-FPN.yaml
+MODEL:
+  WEIGHTS: detectron2://ImageNetPretrained/MSRA/R-50.pkl
+  RESNETS:
+    DEPTH: 50
+"""
+
+
+def test_pointrend_trains_with_its_config_adder_evaluates_and_predicts(tmp_path, photo_path):
+    """PointRend's config through ``--config-adder`` and ``--dct-input``, then ``load_config``'s adder."""
+    point_rend = pytest.importorskip(
+        "detectron2.projects.point_rend", reason="this Detectron2 was installed without its projects"
+    )
+    (tmp_path / "Base-PointRend-RCNN-FPN.yaml").write_text(
+        POINTREND_BASE.format(base=model_zoo.get_config_file("Base-RCNN-FPN.yaml"))
+    )
+    config = tmp_path / "pointrend_rcnn_R_50_FPN_1x_coco.yaml"
+    config.write_text(POINTREND)
+    opts = SMALL + INSTANCES + ["MODEL.POINT_HEAD.NUM_CLASSES", 6, "OUTPUT_DIR", str(tmp_path)]
+    opts += ["MODEL.ROI_MASK_HEAD.CONV_DIM", 64]  # PointRend's coarse head takes no fewer channels than this
+    opts += ["DATASETS.TRAIN", ("freqdet_demo_train",), "DATASETS.TEST", ()]
+    command = [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(config)]
+    command += ["--config-adder", "detectron2.projects.point_rend:add_pointrend_config", "--dct-input", "24"]
+    command += [str(o) if not isinstance(o, tuple) else repr(o) for o in opts]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    opts[opts.index("DATASETS.TEST") + 1] = (subset("freqdet_demo_val"),)
+    cfg = load_config(str(config), opts, config_adders=[point_rend.add_pointrend_config])
+    cfg = freqdet.use_dct_input(cfg, 24)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model_final.pth")
+    cfg.freeze()
+    predictor = DCTPredictor(cfg)
+    model = predictor.model
+    assert isinstance(model, DCTInput) and type(model.roi_heads.mask_head).__name__ == "PointRendMaskHead"
+    assert resnet_of(model).res2[0].conv1.in_channels == 24
+    assert {"bbox", "segm"} <= set(DCTTrainer.test(cfg, model))
+    predicted = predictor(photo_path)["instances"]
+    height, width = read_image(photo_path, format="BGR").shape[:2]
+    assert predicted.image_size == (height, width) and len(predicted) > 0
+    assert predicted.pred_masks.shape[1:] == (height, width)
+
+
 class Pooled(Backbone):
     """Two feature levels (strides 4 and 8 in pixels) of an input at stride 4 (the DCT grid's), or of
     pixels average-pooled by 4 first: the same features for a grid and its nearest 4x upsampling."""

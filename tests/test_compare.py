@@ -156,7 +156,7 @@ def test_table_and_json_hold_each_runs_ap_with_mean_and_std(compared):
         cells = []
         for task in ("bbox", "segm"):
             values = [e[f"{task}/AP"] for e in evaluations]
-            assert row[task]["AP"] == values
+            assert row[task]["values"] == values and row[task]["metric"] == "AP"
             assert row[task]["mean"] == pytest.approx(np.mean(values))
             assert row[task]["std"] == pytest.approx(np.std(values, ddof=1))
             cells.append(f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}")
@@ -215,7 +215,7 @@ def test_summary_and_table_of_given_results(tool):
     runs = [FakeRun(c, s) for s in (0, 1, 2) for c in ("a.yaml", "b.yaml")]
     box = {("a.yaml", 0): 40.0, ("a.yaml", 1): 44.0, ("a.yaml", 2): 45.5, ("b.yaml", 0): 30.0}
     results = {r: {"seed": r.seed, "bbox": {"AP": box[(r.config, r.seed)]}} for r in runs if (r.config, r.seed) in box}
-    results[runs[0]]["segm"] = {"AP": 50.0}
+    results[runs[0]]["segm"] = {"AP": 50.0, "AP50": 90.0}
     rows = tool.summarize(runs, results)
     assert rows[0]["bbox"]["mean"] == pytest.approx(np.mean([40.0, 44.0, 45.5])) and rows[0]["seeds"] == [0, 1, 2]
     assert rows[0]["bbox"]["std"] == pytest.approx(np.std([40.0, 44.0, 45.5], ddof=1))
@@ -223,6 +223,40 @@ def test_summary_and_table_of_given_results(tool):
     lines = tool.table(rows).splitlines()
     assert lines[2] == "| `a.yaml` | 0, 1, 2 | 43.2 ± 2.8 | 50.0 | 40.0, 44.0, 45.5 | 50.0 |"
     assert lines[3] == "| `b.yaml` | 0 | 30.0 | - | 30.0 | - |"
+
+
+def test_each_tasks_headline_figure_is_read_and_tabled(tool, tmp_path):
+    """Keypoint AP, mIoU and PQ are read from the last evaluation as the evaluators name them."""
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        '{"iteration": 2, "sem_seg/mIoU": 10.0}\n'
+        '{"iteration": 3, "total_loss": 1.5}\n'
+        '{"iteration": 4, "sem_seg/mIoU": 61.25, "sem_seg/fwIoU": 70.0, "keypoints/AP": 33.5, '
+        '"panoptic_seg/PQ": 41.0, "panoptic_seg/SQ": 70.0}\n'
+    )
+    read = tool.final_metrics(str(metrics))
+    assert read == {
+        "sem_seg": {"mIoU": 61.25, "fwIoU": 70.0},
+        "keypoints": {"AP": 33.5},
+        "panoptic_seg": {"PQ": 41.0, "SQ": 70.0},
+    }
+    runs = [FakeRun("s.yaml", 0), FakeRun("s.yaml", 1)]
+    results = {runs[0]: {"seed": 0, **read}, runs[1]: {"seed": 1, "sem_seg": {"mIoU": 58.75}}}
+    rows = tool.summarize(runs, results)
+    assert rows[0]["sem_seg"] == {
+        "metric": "mIoU",
+        "values": [61.25, 58.75],
+        "mean": 60.0,
+        "std": pytest.approx(np.std([61.25, 58.75], ddof=1)),
+    }
+    lines = tool.table(rows).splitlines()
+    assert lines[0] == (
+        "| config | seeds | keypoint AP | mIoU | PQ | keypoint AP per seed | mIoU per seed | PQ per seed |"
+    )
+    assert lines[2] == "| `s.yaml` | 0, 1 | 33.5 | 60.0 ± 1.8 | 41.0 | 33.5 | 61.2, 58.8 | 41.0 |"
+    (tmp_path / "empty.json").write_text('{"iteration": 1, "total_loss": 2.0}\n')
+    with pytest.raises(RuntimeError, match="holds none of .*sem_seg/mIoU.*the run evaluated nothing"):
+        tool.final_metrics(str(tmp_path / "empty.json"))
 
 
 def test_undefined_coco_metrics_are_null_in_strict_json(tool, tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train and evaluate configs over several seeds; box and mask AP as mean ± std.
+"""Train and evaluate configs over several seeds; each task's headline figure as mean ± std.
 
     python tools/compare.py --configs configs/demo/mask_rcnn_dct_demo.yaml \\
         configs/demo/mask_rcnn_rgb_demo.yaml --seeds 3 --output output/compare
@@ -7,8 +7,10 @@
     python tools/compare.py --configs A.yaml B.yaml --seeds 3 MODEL.DEVICE cuda
 
 Each config is trained with SEED 0, 1, ..., N-1 by tools/train_net.py, one process per
-run, in ``<output>/<config stem>/seed<k>/`` (its log in ``log.txt``); the AP is read from
-the run's ``metrics.json`` and recorded in ``result.json``, written last. A run with a
+run, in ``<output>/<config stem>/seed<k>/`` (its log in ``log.txt``); the figures of its last
+evaluation are read from the run's ``metrics.json`` and recorded in ``result.json``, written
+last. Each task has one headline figure: box, mask and keypoint AP (COCOEvaluator), mIoU
+(SemSegEvaluator) and PQ (COCOPanopticEvaluator), as the dataset's evaluator reports them. A run with a
 ``result.json`` is finished and reused by a later invocation with the same output folder
 (after a check that its merged config, overrides included, is unchanged); an interrupted run
 starts over, so that every result depends on its config and seed alone. Config overrides
@@ -42,7 +44,14 @@ from freqdet.detection.config import load_config
 from freqdet.machine import describe_machine
 
 TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.py")
-TASKS = (("bbox", "box AP"), ("segm", "mask AP"))
+TASKS = (
+    ("bbox", "AP", "box AP"),
+    ("segm", "AP", "mask AP"),
+    ("keypoints", "AP", "keypoint AP"),
+    ("sem_seg", "mIoU", "mIoU"),
+    ("panoptic_seg", "PQ", "PQ"),
+)
+HEADLINES = {f"{task}/{metric}" for task, metric, _ in TASKS}
 
 
 class Run:
@@ -146,40 +155,49 @@ def strict_json(value) -> bytes:
 
 
 def final_metrics(path: str) -> dict:
-    """The evaluation in a run's metrics.json: {"bbox": {"AP": ..., ...}, "segm": {...}} (segm if masks)."""
+    """The last evaluation in a run's metrics.json, by task: {"bbox": {"AP": ..., ...}, "sem_seg": {...}}."""
     last = None
     with open(path) as f:
         for line in f:
             record = json.loads(line)
-            if "bbox/AP" in record:
+            if HEADLINES & record.keys():
                 last = record
     if last is None:
-        raise RuntimeError(f"{path} holds no bbox/AP: the run evaluated nothing (is DATASETS.TEST empty?)")
+        raise RuntimeError(
+            f"{path} holds none of {sorted(HEADLINES)}: the run evaluated nothing (is DATASETS.TEST empty?)"
+        )
+    tasks = {task for task, _, _ in TASKS}
     metrics = {}
     for key, value in last.items():
         task, _, name = key.partition("/")
-        if task in dict(TASKS):
+        if task in tasks:
             metrics.setdefault(task, {})[name] = value
     return metrics
 
 
 def summarize(runs, results) -> list:
-    """Per config, in the order given: its runs' AP by seed and their mean and std per task."""
+    """Per config, in the order given: its runs' headline figure by seed, their mean and std, per task."""
     rows = []
     names = {r.config: r.name for r in runs}
     for config, name in names.items():
         done = sorted((results[r] for r in runs if r.config == config and r in results), key=lambda x: x["seed"])
         row = {"config": config, "name": name, "seeds": [x["seed"] for x in done]}
-        for task, _ in TASKS:
-            values = [x[task]["AP"] for x in done if task in x]
+        for task, metric, _ in TASKS:
+            values = [x[task][metric] for x in done if x.get(task, {}).get(metric) is not None]
             if values:
                 row[task] = {
-                    "AP": values,
+                    "metric": metric,
+                    "values": values,
                     "mean": statistics.fmean(values),
                     "std": statistics.stdev(values) if len(values) > 1 else None,
                 }
         rows.append(row)
     return rows
+
+
+def present(rows) -> list:
+    """The tasks (task, metric, label) that at least one row has, in TASKS' order."""
+    return [t for t in TASKS if any(t[0] in row for row in rows)]
 
 
 def mean_std(entry) -> str:
@@ -189,30 +207,30 @@ def mean_std(entry) -> str:
 
 
 def per_seed(entry) -> str:
-    return "-" if entry is None else ", ".join(f"{v:.1f}" for v in entry["AP"])
+    return "-" if entry is None else ", ".join(f"{v:.1f}" for v in entry["values"])
 
 
 def table(rows) -> str:
-    """A markdown table: mean ± std of box and mask AP with the per-seed values."""
+    """A markdown table: mean ± std of each task's headline figure, then the per-seed values."""
+    tasks = present(rows)
+    labels = [label for _, _, label in tasks]
     lines = [
-        "| config | seeds | box AP | mask AP | box AP per seed | mask AP per seed |",
-        "|---|---|---:|---:|---|---|",
+        "| config | seeds | " + " | ".join(labels + [f"{label} per seed" for label in labels]) + " |",
+        "|---|---|" + "---:|" * len(tasks) + "---|" * len(tasks),
     ]
     for row in rows:
         seeds = ", ".join(map(str, row["seeds"])) or "-"
-        lines.append(
-            f"| `{row['config']}` | {seeds} | {mean_std(row.get('bbox'))} | {mean_std(row.get('segm'))} "
-            f"| {per_seed(row.get('bbox'))} | {per_seed(row.get('segm'))} |"
-        )
+        cells = [mean_std(row.get(task)) for task, _, _ in tasks] + [per_seed(row.get(task)) for task, _, _ in tasks]
+        lines.append(f"| `{row['config']}` | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def plot(rows, title: str):
-    """One panel per task (box AP, mask AP), one column per config: a point per run, the mean
-    as a bar across the column and ± one standard deviation as an error bar beside it."""
+    """One panel per task present (box AP, mask AP, keypoint AP, mIoU, PQ), one column per config:
+    a point per run, the mean as a bar across the column and ± one standard deviation beside it."""
     from matplotlib.figure import Figure  # no pyplot: no global figures to leak over many reports
 
-    tasks = [(task, label) for task, label in TASKS if any(task in row for row in rows)]
+    tasks = [(task, label) for task, _, label in present(rows)]
     fig = Figure(figsize=(2.0 + 1.6 * len(rows) * len(tasks), 4.2))
     axes = fig.subplots(1, len(tasks), squeeze=False)
     for ax, (task, label) in zip(axes[0], tasks):
@@ -228,9 +246,9 @@ def plot(rows, title: str):
             entry = row.get(task)
             if entry is None:
                 continue
-            offsets = [(i - (len(entry["AP"]) - 1) / 2) * 0.08 for i in range(len(entry["AP"]))]
+            offsets = [(i - (len(entry["values"]) - 1) / 2) * 0.08 for i in range(len(entry["values"]))]
             ax.scatter(
-                [x - 0.1 + o for o in offsets], entry["AP"], s=22, color="tab:blue", zorder=3, label=once("one run")
+                [x - 0.1 + o for o in offsets], entry["values"], s=22, color="tab:blue", zorder=3, label=once("one run")
             )
             ax.hlines(entry["mean"], x - 0.3, x + 0.1, color="black", lw=2, label=once("mean"))
             if entry["std"] is not None:
@@ -346,7 +364,11 @@ def main(argv=None) -> int:
         with lock:
             results[run] = result
             write_report(args.output, runs, results, header)
-            figures = ", ".join(f"{label} {result[task]['AP']:.1f}" for task, label in TASKS if task in result)
+            figures = ", ".join(
+                f"{label} {result[task][metric]:.1f}"
+                for task, metric, label in TASKS
+                if result.get(task, {}).get(metric) is not None
+            )
             print(
                 f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] {run}: {figures} "
                 f"(in {elapsed(result['seconds'])})",

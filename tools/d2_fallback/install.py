@@ -3,8 +3,10 @@
 
 Used by ``tools/setup.sh`` only where no Detectron2 is importable (no GPU, no compiler
 route). It downloads PyPI's ``pb1-detectron2==0.6`` sdist, copies its ``detectron2``
-package into site-packages unchanged, adds the ``_C`` stand-in from this folder (see its
-docstring) and writes ``detectron2-0.6.dist-info`` so pip lists it and can uninstall it.
+package into site-packages unchanged, with the projects Detectron2's own setup.py installs
+as ``detectron2.projects.*`` (PointRend, DeepLab, Panoptic-DeepLab), adds the ``_C`` stand-in
+from this folder (see its docstring) and writes ``detectron2-0.6.dist-info`` so pip lists it
+and can uninstall it.
 Its dependencies are installed by the caller with the pins in ``constraints.txt``.
 """
 
@@ -20,7 +22,15 @@ import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDIST = "pb1-detectron2==0.6"
-PREFIX = "pb1-detectron2-0.6/detectron2/"
+ROOT = "pb1-detectron2-0.6/"
+# Each installed folder (relative to site-packages) and the sdist's folder it comes from, as
+# Detectron2's setup.py maps them (its package_dir).
+SOURCES = {
+    "detectron2/": "detectron2/",
+    "detectron2/projects/point_rend/": "projects/PointRend/point_rend/",
+    "detectron2/projects/deeplab/": "projects/DeepLab/deeplab/",
+    "detectron2/projects/panoptic_deeplab/": "projects/Panoptic-DeepLab/panoptic_deeplab/",
+}
 DIST_INFO = "detectron2-0.6.dist-info"
 
 
@@ -59,6 +69,19 @@ def _record_line(site: str, path: str) -> str:
     return f"{os.path.relpath(path, site)},sha256={digest},{len(data)}"
 
 
+def destination(name: str):
+    """Where the sdist's member ``name`` goes, relative to site-packages; None if it is not installed."""
+    if not name.startswith(ROOT):
+        return None
+    rel = name[len(ROOT) :].rstrip("/") + "/"
+    if os.path.isabs(rel) or ".." in rel.split("/"):
+        return None
+    for installed, source in SOURCES.items():
+        if rel.startswith(source):
+            return (installed + rel[len(source) :]).rstrip("/")
+    return None
+
+
 def install(tarball: str, site: str) -> None:
     target = os.path.join(site, "detectron2")
     for old in (target, os.path.join(site, DIST_INFO)):
@@ -66,12 +89,10 @@ def install(tarball: str, site: str) -> None:
             shutil.rmtree(old)
     with tarfile.open(tarball) as tar:
         for member in tar.getmembers():
-            if not member.name.startswith(PREFIX) or not (member.isfile() or member.isdir()):
+            dest = destination(member.name)
+            if dest is None or not (member.isfile() or member.isdir()):
                 continue
-            rel = member.name[len(PREFIX) :]
-            if not rel or os.path.isabs(rel) or ".." in rel.split("/"):
-                continue
-            dest = os.path.join(target, rel)
+            dest = os.path.join(site, dest)
             if member.isdir():
                 os.makedirs(dest, exist_ok=True)
                 continue
@@ -106,7 +127,15 @@ def main() -> int:
     args = parser.parse_args()
     site = sysconfig.get_paths()["purelib"]
     install(download(args.cache), site)
-    subprocess.check_call([sys.executable, "-W", "ignore", "-c", "import detectron2.modeling, detectron2.engine"])
+    subprocess.check_call(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            "import detectron2.modeling, detectron2.engine, detectron2.projects.point_rend",
+        ]
+    )
     print(f"freqdet setup: installed Detectron2 0.6 (Python sources, _C stand-in) into {site}")
     return 0
 
