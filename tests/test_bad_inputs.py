@@ -4,6 +4,7 @@ Supported inputs decode to Pillow's pixels and go through the same coefficient p
 any image; unsupported ones raise ImageDecodeError naming the file, before decoding.
 """
 
+import concurrent.futures
 import contextlib
 import copy
 import io
@@ -161,6 +162,43 @@ def test_broken_and_unsupported_files_are_refused(pixels, tmp_path, name):
     make, reason = REFUSED[name]
     with _quiet():
         assert_refused(write(tmp_path, name, make(pixels)), reason)
+
+
+def test_only_libjpegs_own_warnings_reject_a_jpeg(photo_path, pixels, tmp_path, monkeypatch):
+    """A dependency's Python warning during a decode passes through; libjpeg's corrupt-data
+    warning still refuses, from any thread, with no process-wide warning state to race on."""
+    from freqdet.io import read_planes
+
+    expected_pixels, expected_planes = read_image(photo_path), read_planes(photo_path)
+    truncated = write(tmp_path, "truncated.jpg", jpeg(pixels, quality=90)[:-2])
+
+    def deprecated(method):
+        def decode(self, *args, **kwargs):
+            warnings.warn("this keyword is deprecated", DeprecationWarning, stacklevel=2)
+            return method(self, *args, **kwargs)
+
+        return decode
+
+    for name in ("decode", "decode_to_yuv_planes"):
+        monkeypatch.setattr(turbojpeg.TurboJPEG, name, deprecated(getattr(turbojpeg.TurboJPEG, name)))
+    with pytest.warns(DeprecationWarning, match="this keyword is deprecated"):
+        assert np.array_equal(read_image(photo_path), expected_pixels)
+    with pytest.warns(DeprecationWarning):
+        planes = read_planes(photo_path)
+    assert all(np.array_equal(a, b) for a, b in zip(planes[:3], expected_planes[:3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert_refused(truncated, "corrupt JPEG data")
+
+        def read(index):
+            if index % 2:
+                with pytest.raises(ImageDecodeError, match="corrupt JPEG data"):
+                    read_image(truncated)
+                return True
+            return np.array_equal(read_image(photo_path), expected_pixels)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(read, range(40)))
 
 
 @pytest.mark.timeout(30)

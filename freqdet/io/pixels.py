@@ -30,17 +30,49 @@ def _warn_once(key: str, message: str) -> None:
 
 _TURBO = None
 _TURBO_LOADED = False
+# PyTurboJPEG (1.x and 2.x) reports a failed libjpeg-turbo call through this method of its
+# TurboJPEG class (name-mangled from ``__report_error``), which turns libjpeg's warnings into
+# Python warnings; these are the private attributes it reads the error with.
+_REPORT_HOOKS = ("_TurboJPEG__report_error", "_TurboJPEG__get_error_code", "_TurboJPEG__get_error_string")
+
+
+class LibjpegWarning(Exception):
+    """A warning of libjpeg-turbo's own (corrupt or truncated data) during a decode."""
+
+
+def _strict_decoder():
+    """A TurboJPEG whose libjpeg warnings raise :class:`LibjpegWarning` instead of warning: a
+    decode that libjpeg completed with grey filler must fail, and only libjpeg's warnings may
+    fail it (no process-wide warning state, which other threads and libraries share)."""
+    from turbojpeg import TJERR_WARNING, TurboJPEG
+
+    class StrictTurboJPEG(TurboJPEG):
+        def _TurboJPEG__report_error(self, handle):
+            get_code = self._TurboJPEG__get_error_code
+            if get_code is not None and get_code(handle) == TJERR_WARNING:
+                raise LibjpegWarning(self._TurboJPEG__get_error_string(handle))
+            super()._TurboJPEG__report_error(handle)
+
+    decoder = StrictTurboJPEG()
+    missing = [name for name in _REPORT_HOOKS if not hasattr(decoder, name)]
+    if missing:
+        import turbojpeg
+
+        raise RuntimeError(
+            f"this PyTurboJPEG ({getattr(turbojpeg, '__version__', '?')}) has no {missing[0]}, through which "
+            "freqdet tells libjpeg's corrupt-data warnings from other warnings; install PyTurboJPEG 1.7 to 2.x"
+        )
+    return decoder
 
 
 def turbojpeg_decoder():
-    """The process-wide PyTurboJPEG decoder, or None (with a one-time warning) if unavailable."""
+    """The process-wide PyTurboJPEG decoder (libjpeg's warnings raise :class:`LibjpegWarning`), or
+    None (with a one-time warning) if unavailable."""
     global _TURBO, _TURBO_LOADED
     if not _TURBO_LOADED:
         _TURBO_LOADED = True
         try:
-            from turbojpeg import TurboJPEG
-
-            _TURBO = TurboJPEG()
+            _TURBO = _strict_decoder()
         except (ImportError, OSError, RuntimeError) as e:
             _warn_once(
                 "no-turbojpeg",
@@ -55,18 +87,16 @@ def decode_strictly(turbo, data: bytes, path, max_pixels: Optional[int], decode)
     """``decode(width, height, subsampling, colorspace)`` of a JPEG's header (read by libjpeg-turbo,
     its size checked first), with every libjpeg error or warning raised as :class:`ImageDecodeError`:
     libjpeg reports truncated or corrupt entropy-coded data as a warning and fills the rest with
-    grey, a picture that must never reach training."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            width, height, subsampling, colorspace = turbo.decode_header(data)
-            check_size(path, width, height, max_pixels)
-            result = decode(width, height, subsampling, colorspace)
-        except OSError as e:
-            raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
-    if caught:
-        raise ImageDecodeError(path, f"corrupt JPEG data ({caught[0].message})")
-    return result
+    grey, a picture that must never reach training. ``turbo`` is :func:`turbojpeg_decoder`'s;
+    Python warnings raised meanwhile (a dependency's deprecation) pass through untouched."""
+    try:
+        width, height, subsampling, colorspace = turbo.decode_header(data)
+        check_size(path, width, height, max_pixels)
+        return decode(width, height, subsampling, colorspace)
+    except LibjpegWarning as e:
+        raise ImageDecodeError(path, f"corrupt JPEG data ({e})") from e
+    except OSError as e:
+        raise ImageDecodeError(path, f"corrupt or unsupported JPEG ({e})") from e
 
 
 def jpeg_orientation(data: bytes, path) -> Optional[int]:
