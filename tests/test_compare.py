@@ -245,6 +245,8 @@ def test_each_tasks_headline_figure_is_read_and_tabled(tool, tmp_path):
     rows = tool.summarize(runs, results)
     assert rows[0]["sem_seg"] == {
         "metric": "mIoU",
+        "seeds": [0, 1],
+        "no_predictions": [],
         "values": [61.25, 58.75],
         "mean": 60.0,
         "std": pytest.approx(np.std([61.25, 58.75], ddof=1)),
@@ -254,6 +256,14 @@ def test_each_tasks_headline_figure_is_read_and_tabled(tool, tmp_path):
         "| config | seeds | keypoint AP | mIoU | PQ | keypoint AP per seed | mIoU per seed | PQ per seed |"
     )
     assert lines[2] == "| `s.yaml` | 0, 1 | 33.5 | 60.0 ± 1.8 | 41.0 | 33.5 | 61.2, 58.8 | 41.0 |"
+    # A model that predicted nothing: Detectron2's NaN, null once written, counted as AP 0 and marked.
+    results[runs[1]]["keypoints"] = {"AP": float("nan")}
+    results[runs[0]]["keypoints"] = {"AP": None}
+    rows = tool.summarize(runs, results)
+    assert rows[0]["keypoints"]["values"] == [0.0, 0.0] and rows[0]["keypoints"]["no_predictions"] == [0, 1]
+    lines = tool.table(rows).splitlines()
+    assert lines[2].split("|")[3].strip() == "0.0 ± 0.0" and lines[2].split("|")[6].strip() == "0.0*, 0.0*"
+    assert lines[-1].startswith("\\* the model predicted nothing")
     (tmp_path / "empty.json").write_text('{"iteration": 1, "total_loss": 2.0}\n')
     with pytest.raises(RuntimeError, match="holds none of .*sem_seg/mIoU.*the run evaluated nothing"):
         tool.final_metrics(str(tmp_path / "empty.json"))

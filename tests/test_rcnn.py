@@ -187,6 +187,55 @@ def test_the_predictions_picture_shows_what_scores_above_the_threshold(monkeypat
         assert drawn == [count, count]
 
 
+def test_the_predictions_picture_of_a_semantic_model_and_of_an_rpn(monkeypatch, tmp_path):
+    """tools/train_net.py draws what each kind of model predicts: a class per pixel, proposals."""
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.visualizer import Visualizer
+
+    from freqdet.detection.predictions import draw_predictions
+
+    class Dense(torch.nn.Module):
+        kind = "sem_seg"
+
+        def forward(self, inputs):
+            out = []
+            for x in inputs:
+                if self.kind == "sem_seg":
+                    scores = torch.zeros(7, x["height"], x["width"])
+                    scores[3, : x["height"] // 2] = 1.0  # class 3 above, class 0 below
+                    out.append({"sem_seg": scores})
+                else:
+                    proposals = Instances((x["height"], x["width"]))
+                    proposals.proposal_boxes = Boxes(torch.tensor([[2.0, 2.0, 30.0, 30.0], [5.0, 5.0, 40.0, 20.0]]))
+                    proposals.objectness_logits = torch.tensor([3.0, -3.0])
+                    out.append({"proposals": proposals})
+            return out
+
+    seen = []
+    sem_seg, overlay = Visualizer.draw_sem_seg, Visualizer.overlay_instances
+    monkeypatch.setattr(
+        Visualizer, "draw_sem_seg", lambda self, seg, **kw: seen.append(seg) or sem_seg(self, seg, **kw)
+    )
+    monkeypatch.setattr(
+        Visualizer, "overlay_instances", lambda self, **kw: seen.append(kw.get("boxes")) or overlay(self, **kw)
+    )
+
+    def sized(d):  # the stand-in model reads only the image's size
+        from PIL import Image
+
+        with Image.open(d["file_name"]) as image:
+            return dict(d, height=image.height, width=image.width)
+
+    model = Dense()
+    draw_predictions(model, sized, "freqdet_demo_val_sem_seg", 1, str(tmp_path / "s.png"))
+    predicted = [s for s in seen if s is not None and s.ndim == 2 and s.shape[0] > 4]
+    assert predicted and set(predicted[-1][:1].unique().tolist()) == {3} and predicted[-1][-1, 0] == 0
+    seen.clear()
+    model.kind = "proposals"
+    draw_predictions(model, sized, "freqdet_demo_val", 1, str(tmp_path / "p.png"), score_threshold=0.5)
+    assert [b.tolist() for b in seen if isinstance(b, np.ndarray)] == [[[2.0, 2.0, 30.0, 30.0]]]
+
+
 def test_rgb_demo_twin_takes_detectron2s_mapper_and_draws_its_predictions(tmp_path):
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import GeneralizedRCNN

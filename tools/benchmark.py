@@ -21,6 +21,9 @@ noise hits every variant alike:
   LSJ recipes: ResizeScale 0.1-2.0, FixedSizeCrop 1024, flip), stock against DCT-24, the
   crop and pad absorbed by the frequency transform or applied to the pixels first;
 - bytes per sample: the tensor each mapper ships to the model;
+- with ``--memory N``, a loader process's memory under LSJ: the stock and the DCT-24 LSJ
+  mapper each in a fresh process (as a DataLoader worker is) mapping N samples of the same
+  photos with the same random state, its resident memory after a warm-up and as it goes on;
 - train step: Mask R-CNN R50-FPN with DCT-24 input against the stock R50-FPN, same pixel
   size, all threads;
 - inference, one thread: ``freqdet.DCTPredictor`` (DCT-24 R50-FPN) against Detectron2's
@@ -37,6 +40,7 @@ import copy
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -138,6 +142,70 @@ def lsj_variants(size: int):
             None,
         ),
     ]
+
+
+MEMORY_WARMUP = 20  # samples mapped before the first reading: imports, first allocations
+
+
+def resident_mib() -> float:
+    """This process's resident memory in MiB (Linux's /proc; elsewhere its peak, from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def memory_probe(dicts, which: int, samples: int, size: int) -> dict:
+    """In this process: resident memory while LSJ mapper ``which`` of :func:`lsj_variants` maps
+    ``samples`` samples (seeded by their number, so every mapper draws the same augmentations)."""
+    torch.set_num_threads(1)
+    name, mapper, _ = lsj_variants(size)[which]
+    for i in range(MEMORY_WARMUP):
+        np.random.seed(samples + i)
+        mapper(copy.deepcopy(dicts[i % len(dicts)]))
+    readings = [(0, resident_mib())]
+    every = max(1, samples // 10)
+    for i in range(samples):
+        np.random.seed(i)
+        mapper(copy.deepcopy(dicts[i % len(dicts)]))
+        if (i + 1) % every == 0 or i + 1 == samples:
+            readings.append((i + 1, resident_mib()))
+    return {"mapper": name, "readings": readings}
+
+
+def bench_memory(images, samples: int, size: int) -> list:
+    """:func:`memory_probe` of the stock and the DCT-24 LSJ mapper, each in a fresh process."""
+    results = []
+    for which in (0, 1):
+        command = [sys.executable, os.path.abspath(__file__), "--memory-probe", str(which), "--memory", str(samples)]
+        command += ["--lsj-size", str(size), "--images", *images]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the memory probe failed (exit status {done.returncode}): {done.stderr[-2000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        first, last = results[-1]["readings"][0][1], results[-1]["readings"][-1][1]
+        print(f"  memory: {results[-1]['mapper']}: {first:.0f} -> {last:.0f} MiB", file=sys.stderr)
+    return results
+
+
+def memory_lines(results, samples: int, size: int, photos: int) -> list:
+    stock_growth = results[0]["readings"][-1][1] - results[0]["readings"][0][1]
+    lines = [
+        "",
+        f"| one loader process, LSJ {size}, {samples} samples of {photos} photos | resident after "
+        f"{MEMORY_WARMUP} warm-up samples | after {samples} | growth | growth minus the stock mapper's |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        first, last = result["readings"][0][1], result["readings"][-1][1]
+        lines.append(
+            f"| {result['mapper']} | {first:.0f} MiB | {last:.0f} MiB | {last - first:.0f} MiB "
+            f"| {last - first - stock_growth:+.0f} MiB |"
+        )
+    return lines
 
 
 def compressed_path_available() -> bool:
@@ -390,9 +458,20 @@ def main(argv=None) -> int:
         metavar=("SHORT", "LONG"),
         help="test size of the inference comparison (COCO's by default)",
     )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a loader process's resident memory over N LSJ samples, stock vs DCT-24 (e.g. 2000)",
+    )
+    parser.add_argument("--memory-probe", type=int, choices=[0, 1], help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark")
     args = parser.parse_args(argv)
     quiet_known_warnings()
+    if args.memory_probe is not None:  # one probe, in the fresh process bench_memory started
+        print(json.dumps(memory_probe(photos(0, args.images), args.memory_probe, args.memory, args.lsj_size)))
+        return 0
     return run(args)
 
 
@@ -443,6 +522,14 @@ def run(args) -> int:
                 f"| {name} | {seconds * 1e3:.2f} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
                 f"| {seconds / decode_time:.2f}x | {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
             )
+
+    if args.memory > 0:
+        if not args.lsj_size:
+            print("--memory needs the LSJ rows: give --lsj-size a crop size", file=sys.stderr)
+            return 2
+        probed = bench_memory([d["file_name"] for d in dicts], args.memory, args.lsj_size)
+        report["loader_memory"] = {"samples": args.memory, "lsj_size": args.lsj_size, "probes": probed}
+        lines += memory_lines(probed, args.memory, args.lsj_size, len(dicts))
 
     if args.stages:
         staged = [v for v in variants if v[0] == DECODE_ONLY or (v[0].startswith("DCT-") and "device" not in v[0])]

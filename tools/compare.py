@@ -183,16 +183,26 @@ def summarize(runs, results) -> list:
         done = sorted((results[r] for r in runs if r.config == config and r in results), key=lambda x: x["seed"])
         row = {"config": config, "name": name, "seeds": [x["seed"] for x in done]}
         for task, metric, _ in TASKS:
-            values = [x[task][metric] for x in done if x.get(task, {}).get(metric) is not None]
-            if values:
+            evaluated = [x for x in done if task in x and metric in x[task]]
+            if evaluated:
+                # Detectron2's evaluators give NaN (null once written) where the model predicted
+                # nothing: nothing found, which is AP 0, and the seeds are listed.
+                undefined = [x["seed"] for x in evaluated if not is_number(x[task][metric])]
+                values = [x[task][metric] if is_number(x[task][metric]) else 0.0 for x in evaluated]
                 row[task] = {
                     "metric": metric,
+                    "seeds": [x["seed"] for x in evaluated],
                     "values": values,
                     "mean": statistics.fmean(values),
                     "std": statistics.stdev(values) if len(values) > 1 else None,
+                    "no_predictions": undefined,
                 }
         rows.append(row)
     return rows
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def present(rows) -> list:
@@ -207,7 +217,11 @@ def mean_std(entry) -> str:
 
 
 def per_seed(entry) -> str:
-    return "-" if entry is None else ", ".join(f"{v:.1f}" for v in entry["values"])
+    """Each seed's value; 0.0* where the model predicted nothing (see :func:`summarize`)."""
+    if entry is None:
+        return "-"
+    marked = set(entry.get("no_predictions", ()))
+    return ", ".join(f"{v:.1f}" + ("*" if s in marked else "") for s, v in zip(entry["seeds"], entry["values"]))
 
 
 def table(rows) -> str:
@@ -220,8 +234,11 @@ def table(rows) -> str:
     ]
     for row in rows:
         seeds = ", ".join(map(str, row["seeds"])) or "-"
-        cells = [mean_std(row.get(task)) for task, _, _ in tasks] + [per_seed(row.get(task)) for task, _, _ in tasks]
+        cells = [mean_std(row.get(task)) for task, _, _ in tasks]
+        cells += [per_seed(row.get(task)) for task, _, _ in tasks]
         lines.append(f"| `{row['config']}` | {seeds} | " + " | ".join(cells) + " |")
+    if any(row.get(task, {}).get("no_predictions") for row in rows for task, _, _ in tasks):
+        lines += ["", "\\* the model predicted nothing (Detectron2's evaluator reports NaN): counted as 0."]
     return "\n".join(lines)
 
 
@@ -365,9 +382,7 @@ def main(argv=None) -> int:
             results[run] = result
             write_report(args.output, runs, results, header)
             figures = ", ".join(
-                f"{label} {result[task][metric]:.1f}"
-                for task, metric, label in TASKS
-                if result.get(task, {}).get(metric) is not None
+                f"{label} {result[task][metric]:.1f}" for task, metric, label in TASKS if metric in result.get(task, {})
             )
             print(
                 f"[{len(results)}/{len(runs)} done, {elapsed(time.monotonic() - start)}] {run}: {figures} "

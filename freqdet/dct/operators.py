@@ -1,4 +1,4 @@
-"""The per-axis operators of the paper's upscaled DCT: built once per size and cached.
+"""The per-axis operators of the paper's upscaled DCT: built once per size and geometry.
 
 Every step between the pixels and a kept coefficient is linear and separable: the
 augmentation's resize (Pillow's bilinear filter, as Detectron2's ``ResizeTransform``
@@ -14,7 +14,9 @@ with P the level-shifted Y, Cb or Cr plane (cells of 4 pixels for detection, 8 f
 classification input, ``luma_upscale=1``). :mod:`.separable` applies them. This module
 also lays them out for its two engines: dense blocks of ``CHUNK`` cells for torch
 (:func:`banded_operator`) and index/weight arrays for the C kernel (:func:`kernel_operator`),
-and bounds them (:func:`axis_bounds`, which the int8 wire format's steps come from).
+and bounds them (:func:`axis_bounds`, which the int8 wire format's steps come from). The two
+layouts are cached, each within ``OPERATOR_CACHE_BYTES`` (:mod:`.cache`): sizes that repeat
+reuse their operators, and large-scale jitter's ever new scales cannot fill the memory.
 Without a resize, the window is 6 pixels at a stride of 4 and the weights are the same
 for every cell away from the borders.
 """
@@ -26,7 +28,12 @@ import numpy as np
 import torch
 
 from .block import DCT_MATRIX
+from .cache import byte_bounded_cache
 from .channels import LUMA_UPSCALE, cell_size
+
+# Bytes each operator cache (the kernel's, the torch path's) keeps at most, per process: some
+# hundreds of operators of COCO-sized images, a few hundred kB each at most.
+OPERATOR_CACHE_BYTES = 24 << 20
 
 
 def taps(luma_upscale: int = LUMA_UPSCALE) -> int:
@@ -111,7 +118,6 @@ class AxisOperator(NamedTuple):
 Window = Optional[Tuple[int, int, int]]  # (first, length, total): a crop of the resized axis, padded
 
 
-@lru_cache(maxsize=4096)
 def axis_operator(
     n_in: int,
     chroma: bool,
@@ -127,7 +133,8 @@ def axis_operator(
     ``window`` (``first, length, total``: pixels first .. first + length - 1 of the resized axis,
     followed by ``total - length`` pixels of the level-shifted value 0, i.e. grey 128: Detectron2's
     ``FixedSizeCrop``), an optional flip of that axis, then the upscaling, padding and DCT of the
-    paper's pipeline."""
+    paper's pipeline. Not cached: :func:`banded_operator` and :func:`kernel_operator` keep the
+    layouts the engines read."""
     n_out = n_in if n_out is None else n_out
     if n_out == n_in:
         start, resize = np.arange(n_in), np.ones((n_in, 1))
@@ -195,7 +202,7 @@ class BandedOperator(NamedTuple):
     blocks: torch.Tensor  # (chunks, CHUNK * len(freqs), width) float32
 
 
-@lru_cache(maxsize=2048)
+@byte_bounded_cache(OPERATOR_CACHE_BYTES)
 def banded_operator(
     n_in: int,
     chroma: bool,
@@ -273,7 +280,7 @@ class KernelOperator(NamedTuple):
     cells: int
 
 
-@lru_cache(maxsize=2048)
+@byte_bounded_cache(OPERATOR_CACHE_BYTES)
 def kernel_operator(
     n_in: int,
     chroma: bool,
