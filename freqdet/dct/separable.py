@@ -163,10 +163,10 @@ def _kernel_groups(wanted: Sequence[Tuple[int, Sequence[int]]], steps: Optional[
     return groups
 
 
-@lru_cache(maxsize=256)
 def _kernel_plans(rows: tuple, cols: tuple, wanted: tuple, input_format: str, steps: Optional[tuple]) -> list:
     """Per group of :func:`_kernel_groups`: its colour rows, operators, pairs, scales and channels
-    (first, count) in the output; cached, as an image's size and geometry often repeat."""
+    (first, count) in the output. Not cached: the operators are (:func:`~.operators.kernel_operator`,
+    within its bytes), and a plan of cached parts costs microseconds."""
     plans = []
     for components, ks, first, part in _kernel_groups(wanted, steps):
         freqs = frequencies(ks)
@@ -195,7 +195,6 @@ def _scales(ks: tuple, steps: Optional[tuple]) -> np.ndarray:
 _PLANE_COLOUR = (np.array([[1.0, 0.0, 0.0]], np.float32), np.array([-LEVEL_SHIFT], np.float32))
 
 
-@lru_cache(maxsize=256)
 def _plane_plan(rows: tuple, cols: tuple, chroma: bool, ks: tuple, subsampling: Tuple[int, int], steps):
     """:func:`_kernel_plans` of one stored plane (:func:`_kernel_operators`)."""
     freqs = frequencies(ks)
