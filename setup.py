@@ -29,10 +29,13 @@ EXTENSIONS = {
 class OptionalBuildExt(build_ext):
     """Build the C extensions where a compiler (and, for freqdet.io._jpeg, libjpeg's headers) is there.
 
-    Without them freqdet works: see EXTENSIONS for what each one adds.
+    Without them freqdet works: see EXTENSIONS for what each one adds. A failed build says so on
+    stderr, and leaves no earlier build of that extension in the source tree (an editable install's)
+    to be imported in its place, so that tools/setup.sh and the tests see it missing.
     """
 
     def run(self):
+        self.in_tree = self.inplace  # setuptools clears inplace while it builds
         try:
             super().run()
         except Exception as e:  # setuptools raises several unrelated types for a failed compile
@@ -43,11 +46,16 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except Exception as e:
             self._warn(ext.name, e)
+            ext.optional = True  # setuptools then copies nothing of it into the source tree
+            stale = os.path.join(os.path.dirname(os.path.abspath(__file__)), self.get_ext_filename(ext.name))
+            if self.in_tree and os.path.exists(stale):
+                os.remove(stale)
+                sys.stderr.write(f"freqdet: removed {stale}, an earlier build, so that it is not used\n")
 
     @staticmethod
     def _warn(name, error):
         what, loss = EXTENSIONS.get(name, ("the C extensions", "freqdet falls back to its Python paths."))
-        sys.stderr.write(f"freqdet: not building {what} ({error}); {loss}\n")
+        sys.stderr.write(f"freqdet: WARNING: not building {what} ({error}); {loss}\n")
 
 
 def version() -> str:
@@ -65,7 +73,7 @@ setup(
     long_description=open(os.path.join(os.path.dirname(__file__), "README.md")).read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["freqdet", "freqdet.*"]),
     # Data: the shipped statistics, the configs (freqdet/configs links to configs/), and
     # the official DCTNet release's normalization tables (figures, with their source).
@@ -78,7 +86,8 @@ setup(
     },
     ext_modules=[
         Extension("freqdet.io._jpeg", ["freqdet/io/jpeg_coefficients.c"], libraries=["jpeg"]),
-        Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3"]),
+        # -Werror=vla: no stack array sized at run time (the scratch arrays live on the heap).
+        Extension("freqdet.dct._banded", ["freqdet/dct/banded_dct.c"], extra_compile_args=["-O3", "-Werror=vla"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
     install_requires=[

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -69,3 +70,16 @@ def run_lazy_tool(tool, *args, cwd, config="demo/mask_rcnn_dct_demo.py"):
         text=True,
         timeout=600,
     )
+
+
+def float_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pillow's bilinear resize without its uint8 rounding, written out with numpy."""
+    from freqdet.dct.operators import pil_bilinear_weights
+
+    out = image.astype(np.float64)
+    for axis, n in ((1, width), (0, height)):
+        start, weights = pil_bilinear_weights(out.shape[axis], n)
+        index = np.minimum(start[:, None] + np.arange(weights.shape[1]), out.shape[axis] - 1)
+        taps = np.take(out, index, axis=axis)
+        out = np.einsum("hntc,nt->hnc", taps, weights) if axis == 1 else np.einsum("ntwc,nt->nwc", taps, weights)
+    return out

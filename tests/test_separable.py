@@ -1,8 +1,12 @@
 """The production transform (separable_dct) equals the numpy reference, only computing the kept channels."""
 
+import importlib
+import threading
+
 import numpy as np
 import pytest
 import torch
+from helpers import float_resize
 from PIL import Image
 
 from freqdet.dct import (
@@ -15,7 +19,6 @@ from freqdet.dct import (
     separable_dct,
     upscaled_dct,
 )
-from freqdet.dct.operators import pil_bilinear_weights
 from freqdet.dct.wire import encode_image
 
 # "cpu": the C kernel where setup.py built it (the best routines the CPU has: AVX-512, else AVX2
@@ -95,17 +98,6 @@ def test_refuses_bad_shapes():
         separable_dct(torch.zeros(3, 8, 8), 24)
 
 
-def float_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pillow's bilinear resize without its uint8 rounding, written out with numpy."""
-    out = image.astype(np.float64)
-    for axis, n in ((1, width), (0, height)):
-        start, weights = pil_bilinear_weights(out.shape[axis], n)
-        index = np.minimum(start[:, None] + np.arange(weights.shape[1]), out.shape[axis] - 1)
-        taps = np.take(out, index, axis=axis)
-        out = np.einsum("hntc,nt->hnc", taps, weights) if axis == 1 else np.einsum("ntwc,nt->nwc", taps, weights)
-    return out
-
-
 @pytest.mark.parametrize("size", [(333, 283), (120, 101), (57, 400), (200, 170)])
 def test_float_resize_is_pillows_up_to_its_rounding(photo_rgb, size):
     image = photo_rgb[:200, :170]
@@ -141,6 +133,25 @@ def test_shrinking_a_wide_image_equals_the_reference(rng, on, device, width):
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].to(on(device))
     out = separable_dct(pixels, 24, "RGB", geometry=Geometry((40, width), hflip=True))[0].numpy()
     np.testing.assert_allclose(out, expected, atol=2e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", KERNEL)
+def test_a_strong_shrink_runs_in_a_thread_with_a_small_stack(rng, on, device):
+    """Shrunk 600x along the rows, each cell row reads 4200 image rows: what the kernel keeps per tap
+    lies on the heap, not on the stack, and a thread with a stack of 128 KiB transforms the image too."""
+    on(device)
+    image = rng.integers(0, 256, (19200, 24, 3)).astype(np.uint8)
+    expected = upscaled_dct(float_resize(image, 32, 24), 24, "RGB")
+    out = []
+    thread = threading.Thread(target=lambda: out.append(image_dct(image, 24, "RGB", Geometry((32, 24)))))
+    previous = threading.stack_size(128 * 1024)
+    try:
+        thread.start()  # the stack size of the threads started from now on
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    assert out, "the transform raised in its thread (see the warning above)"
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=2e-3, rtol=1e-5)
 
 
 @pytest.mark.skipif(separable._banded is None, reason="the C kernel is not built")
@@ -185,8 +196,10 @@ def test_image_dct_of_a_decoded_image_equals_the_reference(photo_rgb, on, device
 def test_the_cpu_kernel_is_built_and_refuses_bad_arrays():
     """setup.py builds freqdet.dct._banded wherever it builds anything (the tests' set-up has a
     C compiler); it checks what it is given instead of reading out of bounds."""
-    kernel = separable._banded
-    assert kernel is not None, "freqdet.dct._banded was not built: run tools/setup.sh (needs gcc and Python's headers)"
+    try:
+        kernel = importlib.import_module("freqdet.dct._banded")
+    except ImportError as error:
+        pytest.fail(f"freqdet.dct._banded was not built ({error}): run tools/setup.sh (needs gcc, Python's headers)")
     image = np.zeros((8, 8, 3), np.uint8)
     colour, bias = np.ones((1, 3), np.float32), np.zeros(1, np.float32)
     row_index, row_weights = np.zeros((2, 6), np.int64), np.zeros((1, 2, 6), np.float32)

@@ -72,8 +72,8 @@ ensure_jpeg_headers() {
 
 ensure_venv() {
   [ -x "$PY" ] && return 0
-  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
-    log "ERROR: '$PYTHON' is not Python >= 3.9; set PYTHON=/path/to/python3.9+ and re-run"
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    log "ERROR: '$PYTHON' is not Python >= 3.10 (today's torch needs it); set PYTHON=/path/to/python3.10+ and re-run"
     exit 1
   fi
   local flags=()
@@ -155,7 +155,8 @@ main() {
   fi
   has_turbojpeg_lib || summary="$summary; TurboJPEG library missing, JPEGs decode with Pillow"
   "$PY" -c 'import freqdet.io._jpeg' 2>/dev/null || summary="$summary; JPEG coefficient reader not built"
-  "$PY" -c 'import freqdet.dct._banded' 2>/dev/null || summary="$summary; CPU transform kernel not built (torch path used)"
+  "$PY" -c 'import freqdet.dct._banded' 2>/dev/null \
+    || summary="$summary; CPU transform kernel not built (torch path used, slower; '$PY setup.py build_ext --inplace' in $ROOT shows why)"
   printf '%s\n%s\n' "$fp" "$summary" >"$STAMP"
   log "done: $summary"
 }

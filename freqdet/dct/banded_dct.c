@@ -21,18 +21,24 @@
  * group, so that each weight and index loaded serves every plane. A JPEG's own stored plane comes
  * as a view whose three channels are the plane itself (stride 0 between them; freqdet.io.planes)
  * with the colour row (1, 0, 0), and is read as one channel. The stores write the wire
- * dtype directly: int16 / int8 rounded to nearest (half away from zero) and clamped, or float32;
- * with AVX-512 (16 cells) or AVX2 and FMA (8 cells) pass 2 sums the cells of every u paired with
- * one v from the same loaded rows and stores them at once, elsewhere it fills a row buffer (in
- * chunks whose sources stay in the L1 cache across the u) that the stores then read. The loader
- * picks the AVX-512 routines, else the AVX2 ones, else the portable loops (use_routines).
+ * dtype directly: int16 / int8 rounded to nearest, halves to even (as torch.round and numpy.rint),
+ * and saturated to +-32767 / +-127, or float32; with AVX-512 (16 cells) or AVX2 and FMA (8 cells)
+ * pass 2 sums the cells of every u paired with one v from the same loaded rows and stores them at
+ * once, elsewhere it fills a row buffer (in chunks whose sources stay in the L1 cache across the u)
+ * that the stores then read. The loader picks the AVX-512 routines, else the AVX2 ones, else the
+ * portable loops (use_routines), which are compiled for the build's baseline ISA only: what a CPU
+ * without AVX2 runs is what use_routines("portable") runs everywhere. A float image holding a NaN
+ * or an infinity is refused before any of them runs.
  *
  * With timed=True, banded_dct returns the seconds spent in the colour conversion, pass 1, and
  * pass 2 with the stores (one loop with AVX-512 or AVX2; for tools/benchmark.py --stages); otherwise None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,17 +93,17 @@ static inline double now(int timed) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The portable loops, compiled for AVX-512, AVX2 and the baseline (target clones; the loader picks). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-/* Round to nearest (halves away from zero) and clamp to +-limit, without branches so that
- * the loops below compile to vector instructions. */
+/* Round to nearest, halves to even (the default rounding mode, as the vector routines' conversions,
+ * torch.round and numpy.rint), and clamp to +-limit, without branches so that the loops below compile
+ * to vector instructions: adding 1.5 * 2^23 leaves no fraction bits, so the sum is x rounded, exactly
+ * for |x| < 2^22 (larger x stay beyond the limit). rintf where float sums carry excess precision. */
 static inline int32_t round_clamp(float x, float limit) {
-    x = x + copysignf(0.5f, x);
+#if FLT_EVAL_METHOD == 0
+    const float shift = 12582912.0f;
+    x = (x + shift) - shift;
+#else
+    x = rintf(x);
+#endif
     x = x < -limit ? -limit : x;
     x = x > limit ? limit : x;
     return (int32_t)x;
@@ -217,6 +223,21 @@ typedef struct {
     Py_ssize_t *held;        /* (size,): the image row each slot holds, or -1 */
 } Colours;
 
+/* What one call's passes share: the routines in use, read once while the call holds the GIL (so that
+ * use_routines in another thread changes nothing mid-call), and scratch arrays on the heap sized by
+ * the most taps of any operator (`taps`), which have no bound. */
+typedef struct {
+    int routines;
+    float *gathered;       /* (wc * cw of any group): pass_columns' pixels of each tap */
+    const float **slots;   /* (taps,): the ring slot each row tap of a cell row reads */
+    const float **rows;    /* (taps,): pass_rows' rows of one plane */
+    const float **lines;   /* (taps * MAX_PLANES,): the colour lines pass 1 reads for a cell row */
+    float **targets;       /* (taps,): the ring slots it writes them to */
+    Py_ssize_t *tap;       /* (taps,): pass_rows_vector's row taps of nonzero weight */
+    float (*weight)[8];    /* (8 * taps, 8): their weights, [v * taps + t][n] */
+    const float **sources; /* (taps,): their rows of one plane and v */
+} Work;
+
 /* A plane's value from a pixel's three channels: one expression for every memory layout, so
  * that uint8 pixels and the same pixels as float32 give the same numbers. */
 INLINE float colour_value(const float *m, float bias, float x0, float x1, float x2) {
@@ -228,7 +249,7 @@ INLINE float pixel(const Image *x, const char *at, int k) {
 }
 
 /* lines[q * stride + w] = P[h][w] of every colour q, portably. */
-VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Colours *c, float *restrict lines) {
+static void colour_lines(const Image *x, Py_ssize_t h, const Colours *c, float *restrict lines) {
     const Py_ssize_t W = x->W, stride = c->stride;
     float *restrict a = lines, *restrict b = lines + stride, *restrict d = lines + 2 * stride;
     const float *ma = c->matrix[0], *mb = c->matrix[1], *md = c->matrix[2];
@@ -274,8 +295,8 @@ VECTOR_CLONES static void colour_lines(const Image *x, Py_ssize_t h, const Colou
  * in blocks of BLOCK cells, which the compiler keeps in vector registers. */
 #define BLOCK 16
 #define LINE_PADDING 256
-VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict line, float *restrict gathered,
-                                       float *restrict across) {
+INLINE void columns_portable(const Group *p, const float *restrict line, float *restrict gathered,
+                             float *restrict across) {
     const Py_ssize_t cw = p->cw, wc = p->wc, nv = p->nv;
     for (Py_ssize_t t = 0; t < wc; t++) {
         const int32_t *restrict index = p->col_index + t * cw;
@@ -305,8 +326,21 @@ VECTOR_CLONES static void pass_columns(const Group *p, const float *restrict lin
             across[v * cw + j] = acc;
         }
 }
+/* Pass 1 of `count` image rows (their planes' lines in lines[r * planes + l], results in across[r])
+ * by the portable loops. */
+INLINE void columns_rows(const Group *p, Py_ssize_t count, const float *const *lines, float *const *across,
+                         float *gathered) {
+    for (Py_ssize_t r = 0; r < count; r++)
+        for (Py_ssize_t l = 0; l < p->planes; l++)
+            columns_portable(p, lines[r * p->planes + l], gathered, across[r] + l * p->nv * p->cw);
+}
+static void pass_columns(const Group *p, Py_ssize_t count, const float *const *lines, float *const *across,
+                         float *gathered) {
+    columns_rows(p, count, lines, across, gathered);
+}
 
-/* The routines in use: the best the CPU has unless use_routines asked for less. */
+/* The routines in use: the best the CPU has unless use_routines asked for less. Written and read
+ * only while holding the GIL: a call reads it once, into its Work. */
 enum { PORTABLE, AVX2, AVX512 };
 static const char *routine_names[] = {"portable", "avx2", "avx512"};
 static int routines = PORTABLE;
@@ -471,9 +505,9 @@ __attribute__((target("avx512f"))) static void colour_lines_avx512(const Image *
     }
 }
 
-/* 16 sums into output element `at` onward in the wire dtype: int16 / int8 rounded (halves away from
- * zero) and clamped, as store_row writes them, or float32; under `mask` only for the last cells of a
- * row (output rows are not padded), by plain stores otherwise (see colour_block). */
+/* 16 sums into output element `at` onward in the wire dtype: int16 / int8 clamped and rounded (halves
+ * to even, the default rounding mode), as store_row writes them, or float32; under `mask` only for the
+ * last cells of a row (output rows are not padded), by plain stores otherwise (see colour_block). */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) void
 store_cells_avx512(const Group *p, Py_ssize_t at, __m512 x, __mmask16 mask) {
     const int whole = mask == (__mmask16)0xFFFF;
@@ -486,10 +520,8 @@ store_cells_avx512(const Group *p, Py_ssize_t at, __m512 x, __mmask16 mask) {
         return;
     }
     const __m512 limit = _mm512_set1_ps(p->kind == 16 ? 32767.0f : 127.0f);
-    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
-    const __m512 away = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(0.5f))));
-    const __m512i r = _mm512_cvttps_epi32(
-        _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(x, away), _mm512_sub_ps(_mm512_setzero_ps(), limit)), limit));
+    const __m512i r =
+        _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(x, _mm512_sub_ps(_mm512_setzero_ps(), limit)), limit));
     if (p->kind == 16) {
         int16_t *target = (int16_t *)p->out + at;
         if (whole)
@@ -603,6 +635,14 @@ __attribute__((target("avx2,fma"))) static void pass_columns_avx2(const Group *p
             }
 }
 
+/* pass_columns compiled for AVX2 and FMA: pass 1 of the vector routines where theirs cannot serve
+ * (see plan_columns). */
+__attribute__((target("avx2,fma"))) static void pass_columns_portable_avx2(const Group *p, Py_ssize_t count,
+                                                                         const float *const *lines,
+                                                                         float *const *across, float *gathered) {
+    columns_rows(p, count, lines, across, gathered);
+}
+
 /* Every colour's values of n <= 8 pixels (their channels in x0, x1, x2) into lines[q * stride + w]. */
 static inline __attribute__((always_inline, target("avx2,fma"))) void
 colour_block_avx2(const Colours *c, float *lines, Py_ssize_t w, Py_ssize_t n, __m256 x0, __m256 x1, __m256 x2) {
@@ -669,12 +709,10 @@ __attribute__((target("avx2,fma"))) static void colour_lines_avx2(const Image *x
     }
 }
 
-/* 8 sums rounded to nearest (halves away from zero), clamped to +-limit, as int32. */
+/* 8 sums clamped to +-limit and rounded to nearest (halves to even, the default rounding mode), as int32. */
 static inline __attribute__((always_inline, target("avx2,fma"))) __m256i rounded_avx2(__m256 x, __m256 limit) {
-    const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
-    const __m256 away = _mm256_or_ps(_mm256_and_ps(x, sign), _mm256_set1_ps(0.5f));
     const __m256 low = _mm256_sub_ps(_mm256_setzero_ps(), limit);
-    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(x, away), low), limit));
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(x, low), limit));
 }
 /* 8 cells of `count` channels (acc[n]) in the wire dtype at target[n] + offset bytes; int16 and
  * int8 two channels at a time (one pack and one permute for both). */
@@ -762,9 +800,11 @@ static int cpu_routines(void) {
 
 /* Pass 2 and the stores of cell row i with the vector routines: for every plane and v, over the
  * ring rows with a nonzero weight, the row weights times the channels' scales. */
-static void pass_rows_vector(const Group *p, Py_ssize_t i, const float *const *slots) {
+static void pass_rows_vector(const Group *p, Py_ssize_t i, const Work *work) {
     const Py_ssize_t wr = p->wr;
-    Py_ssize_t tap[wr];
+    Py_ssize_t *tap = work->tap;
+    float(*weight)[8] = work->weight;
+    const float **source = work->sources;
     int taps = 0;
     for (Py_ssize_t t = 0; t < wr; t++) {
         int used = 0;
@@ -773,27 +813,26 @@ static void pass_rows_vector(const Group *p, Py_ssize_t i, const float *const *s
         if (used)
             tap[taps++] = t;
     }
-    float weight[p->nv][taps ? taps : 1][8];
     for (Py_ssize_t v = 0; v < p->nv; v++)
         for (int t = 0; t < taps; t++)
             for (int n = 0; n < p->with_v[v]; n++)
-                weight[v][t][n] = p->row_weights[(p->u_of[v][n] * p->ch + i) * wr + tap[t]] * p->scales[p->c_of[v][n]];
-    const float *source[taps ? taps : 1];
+                weight[v * taps + t][n] =
+                    p->row_weights[(p->u_of[v][n] * p->ch + i) * wr + tap[t]] * p->scales[p->c_of[v][n]];
     for (Py_ssize_t l = 0; l < p->planes; l++)
         for (Py_ssize_t v = 0; v < p->nv; v++) {
             for (int t = 0; t < taps; t++)
-                source[t] = slots[tap[t]] + (l * p->nv + v) * p->cw;
-            if (routines == AVX512)
-                rows_any_avx512(p, i, l, v, source, taps, weight[v]);
+                source[t] = work->slots[tap[t]] + (l * p->nv + v) * p->cw;
+            if (work->routines == AVX512)
+                rows_any_avx512(p, i, l, v, source, taps, weight + v * taps);
             else
-                rows_any_avx2(p, i, l, v, source, taps, weight[v]);
+                rows_any_avx2(p, i, l, v, source, taps, weight + v * taps);
         }
 }
 #endif
 
 /* Cell row i of one group from the ring slots it reads (rows[t]: slot of tap t): every needed
  * (u, v) of every plane into p->row, chunk by chunk. */
-VECTOR_CLONES static void pass_rows(const Group *p, Py_ssize_t i, const float *const *slots, const float **rows) {
+static void pass_rows(const Group *p, Py_ssize_t i, const float *const *slots, const float **rows) {
     const Py_ssize_t cw = p->cw, nv = p->nv, wr = p->wr;
     const Py_ssize_t length = nv * cw;
     for (Py_ssize_t l = 0; l < p->planes; l++) {
@@ -811,7 +850,7 @@ VECTOR_CLONES static void pass_rows(const Group *p, Py_ssize_t i, const float *c
     }
 }
 
-VECTOR_CLONES static void store_row(const Group *p, Py_ssize_t i) {
+static void store_row(const Group *p, Py_ssize_t i) {
     const Py_ssize_t cw = p->width;
     for (Py_ssize_t lc = 0; lc < p->planes * p->C; lc++) {
         const Py_ssize_t l = lc / p->C, c = lc % p->C;
@@ -835,7 +874,7 @@ VECTOR_CLONES static void store_row(const Group *p, Py_ssize_t i) {
 }
 
 /* The colour lines of image row h (converting it unless the ring holds it). */
-static const float *colour_row(const Image *x, Py_ssize_t h, Colours *c, int timed, double *seconds) {
+static const float *colour_row(const Image *x, Py_ssize_t h, Colours *c, int routines, int timed, double *seconds) {
     const Py_ssize_t slot = h % c->size;
     float *lines = c->lines + slot * c->count * c->stride;
     if (c->held[slot] != h) {
@@ -856,11 +895,11 @@ static const float *colour_row(const Image *x, Py_ssize_t h, Colours *c, int tim
 
 /* Cell row i of group p: the image rows it reads through pass 1 into the group's ring (unless it
  * holds them already), then pass 2 and the stores. */
-static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *gathered, const float **slots,
-                     const float **rows, int timed, double *seconds) {
+static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, const Work *work, int timed,
+                     double *seconds) {
     const Py_ssize_t length = p->planes * p->nv * p->cw;
-    const float *lines[p->wr * MAX_PLANES];
-    float *targets[p->wr];
+    const float **slots = work->slots, **lines = work->lines;
+    float **targets = work->targets;
     Py_ssize_t count = 0;
     for (Py_ssize_t t = 0; t < p->wr; t++) {
         const Py_ssize_t h = p->row_index[i * p->wr + t], slot = h % p->ring;
@@ -868,7 +907,7 @@ static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *
         slots[t] = across;
         if (p->held[slot] == h)
             continue;
-        const float *colours = colour_row(x, h, c, timed, seconds);
+        const float *colours = colour_row(x, h, c, work->routines, timed, seconds);
         for (Py_ssize_t l = 0; l < p->planes; l++)
             lines[count * p->planes + l] = colours + p->plane[l] * c->stride;
         targets[count++] = across;
@@ -881,22 +920,22 @@ static void cell_row(const Image *x, Group *p, Py_ssize_t i, Colours *c, float *
             pass_columns_avx512(p, count, lines, targets);
         else if (p->columns == AVX2)
             pass_columns_avx2(p, count, lines, targets);
+        else if (work->routines >= AVX2)
+            pass_columns_portable_avx2(p, count, lines, targets, work->gathered);
         else
 #endif
-            for (Py_ssize_t r = 0; r < count; r++)
-                for (Py_ssize_t l = 0; l < p->planes; l++)
-                    pass_columns(p, lines[r * p->planes + l], gathered, targets[r] + l * p->nv * p->cw);
+            pass_columns(p, count, lines, targets, work->gathered);
         seconds[1] += now(timed) - start;
     }
     const double start = now(timed);
 #ifdef VECTOR_ROUTINES
-    if (routines >= AVX2) {
-        pass_rows_vector(p, i, slots);
+    if (work->routines >= AVX2) {
+        pass_rows_vector(p, i, work);
         seconds[2] += now(timed) - start;
         return;
     }
 #endif
-    pass_rows(p, i, slots, rows);
+    pass_rows(p, i, slots, work->rows);
     store_row(p, i);
     seconds[2] += now(timed) - start;
 }
@@ -907,8 +946,8 @@ static Py_ssize_t rows_until(const Group *p, Py_ssize_t s, Py_ssize_t steps) { r
 /* Step by step, every group its share of cell rows, so that the groups read the image rows
  * together and each is converted once. The rings stay in the L2 cache, and nothing of the size
  * of the image is written. */
-static void compute(const Image *x, Group *groups, int count, Py_ssize_t steps, Colours *c, float *gathered,
-                    const float **slots, const float **rows, int timed, double *seconds) {
+static void compute(const Image *x, Group *groups, int count, Py_ssize_t steps, Colours *c, const Work *work,
+                    int timed, double *seconds) {
     Py_ssize_t done[MAX_GROUPS];
     for (Py_ssize_t s = 0; s < c->size; s++)
         c->held[s] = -1;
@@ -920,7 +959,7 @@ static void compute(const Image *x, Group *groups, int count, Py_ssize_t steps, 
     for (Py_ssize_t s = 0; s < steps; s++)
         for (int k = 0; k < count; k++)
             for (; done[k] < rows_until(&groups[k], s, steps); done[k]++)
-                cell_row(x, &groups[k], done[k], c, gathered, slots, rows, timed, seconds);
+                cell_row(x, &groups[k], done[k], c, work, timed, seconds);
 }
 
 /* Colour slots enough that no line is converted twice: the span of image rows that the cell
@@ -969,28 +1008,56 @@ static const char *find_colours(Group *groups, int count, Colours *c) {
 }
 
 /* Scratch memory kept between calls (per thread: the kernel runs without the GIL), so that
- * a data loader's stream of images does not pay fresh pages on every call. */
-enum { LINES, LINES_HELD, GATHERED, SLOTS, ROWS, FIRST_GROUP };
+ * a data loader's stream of images does not pay fresh pages on every call; freed when its thread
+ * ends (or, for the thread that frees the module, then). */
+enum { LINES, LINES_HELD, GATHERED, SLOTS, ROWS, LINE_POINTERS, TARGETS, TAPS, WEIGHTS, SOURCES, FIRST_GROUP };
 #define SCRATCH (FIRST_GROUP + 6 * MAX_GROUPS)
-static _Thread_local void *scratch_memory[SCRATCH];
-static _Thread_local size_t scratch_size[SCRATCH];
+typedef struct {
+    void *memory[SCRATCH];
+    size_t size[SCRATCH];
+} Scratch;
+static pthread_key_t scratch_key;
+static atomic_int scratch_holders; /* threads holding a Scratch (scratch_threads) */
 
-static void *scratch_buffer(int k, size_t bytes) {
-    if (bytes > scratch_size[k]) {
-        void *grown = realloc(scratch_memory[k], bytes + bytes / 4 + 64);
-        if (!grown)
-            return NULL;
-        scratch_memory[k] = grown;
-        scratch_size[k] = bytes + bytes / 4 + 64;
-    }
-    return scratch_memory[k];
+static void free_scratch(void *data) {
+    Scratch *s = data;
+    for (int k = 0; k < SCRATCH; k++)
+        free(s->memory[k]);
+    free(s);
+    atomic_fetch_sub(&scratch_holders, 1);
 }
 
-/* p->bases and p->spans (see columns_avx512); p->columns, the pass-1 routines for the routines in
- * use: AVX2 where each cell reads taps 0, 1, ... from its first index (or has no weight there) and
+/* The calling thread's scratch, made on its first call; NULL without memory. */
+static Scratch *thread_scratch(void) {
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (s)
+        return s;
+    if (!(s = calloc(1, sizeof(*s))))
+        return NULL;
+    if (pthread_setspecific(scratch_key, s)) {
+        free(s);
+        return NULL;
+    }
+    atomic_fetch_add(&scratch_holders, 1);
+    return s;
+}
+
+static void *scratch_buffer(Scratch *s, int k, size_t bytes) {
+    if (bytes > s->size[k]) {
+        void *grown = realloc(s->memory[k], bytes + bytes / 4 + 64);
+        if (!grown)
+            return NULL;
+        s->memory[k] = grown;
+        s->size[k] = bytes + bytes / 4 + 64;
+    }
+    return s->memory[k];
+}
+
+/* p->bases and p->spans (see columns_avx512); p->columns, the pass-1 routines for `routines` (those
+ * of the call): AVX2 where each cell reads taps 0, 1, ... from its first index (or has no weight there) and
  * 4-float loads from there stay within its colour line (what resizes make), with p->packed; W: the
  * image width. */
-static void plan_columns(Group *p, Py_ssize_t W) {
+static void plan_columns(Group *p, Py_ssize_t W, int routines) {
     for (Py_ssize_t block = 0; block < (p->cw + 15) / 16; block++) {
         int32_t lo = INT32_MAX, hi = -1;
         for (Py_ssize_t t = 0; t < p->wc; t++)
@@ -1024,6 +1091,23 @@ static void plan_columns(Group *p, Py_ssize_t W) {
 }
 
 enum { COLOUR, BIAS, COL_INDEX, COL_WEIGHTS, ROW_INDEX, ROW_WEIGHTS, PAIRS, SCALES, OUT, PER_GROUP };
+
+/* The first value of a float image that is not finite, as "nan", "inf" or "-inf" (its row, column and
+ * channel in at), or NULL. */
+static const char *non_finite(const Image *x, Py_ssize_t at[3]) {
+    if (!x->is_float)
+        return NULL;
+    for (Py_ssize_t h = 0; h < x->H; h++)
+        for (Py_ssize_t w = 0; w < x->W; w++)
+            for (Py_ssize_t k = 0; k < x->K; k++) {
+                const float value = *(const float *)(x->data + h * x->stride_h + w * x->stride_w + k * x->stride_k);
+                if (!isfinite(value)) {
+                    at[0] = h, at[1] = w, at[2] = k;
+                    return isnan(value) ? "nan" : value > 0 ? "inf" : "-inf";
+                }
+            }
+    return NULL;
+}
 
 /* Fill `p` from the buffers of one component; NULL or a message. */
 static const char *check_group(Group *p, Buffer *b, const Image *x) {
@@ -1126,6 +1210,21 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "banded_dct: the image must be (H, W, 3), not empty");
         goto done;
     }
+    Py_ssize_t at[3];
+    const char *found = non_finite(&x, at);
+    if (found) {
+        PyErr_Format(PyExc_ValueError,
+                     "banded_dct: the image holds %s at pixel (%zd, %zd), channel %zd: the transform needs finite "
+                     "values; replace them (numpy.nan_to_num, say) or leave the image out",
+                     found, at[0], at[1], at[2]);
+        goto done;
+    }
+    Scratch *scratch = thread_scratch();
+    if (!scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Work work = {.routines = routines};
     Py_ssize_t taps = 1, gathered = 1;
     for (Py_ssize_t k = 0; k < count; k++) {
         PyObject *spec = PySequence_Fast_GET_ITEM(sequence, k);
@@ -1145,16 +1244,16 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
         taps = p->wr > taps ? p->wr : taps;
         gathered = p->wc * p->cw > gathered ? p->wc * p->cw : gathered;
         const size_t slot = sizeof(float) * p->planes * p->nv * p->cw;
-        if (!(p->across = scratch_buffer(FIRST_GROUP + 6 * k, slot * p->ring)) ||
-            !(p->held = scratch_buffer(FIRST_GROUP + 6 * k + 1, sizeof(Py_ssize_t) * p->ring)) ||
-            !(p->row = scratch_buffer(FIRST_GROUP + 6 * k + 2, slot * p->nu)) ||
-            !(p->bases = scratch_buffer(FIRST_GROUP + 6 * k + 3, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
-            !(p->spans = scratch_buffer(FIRST_GROUP + 6 * k + 4, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
-            !(p->packed = scratch_buffer(FIRST_GROUP + 6 * k + 5, sizeof(float) * p->nv * p->wc * p->cw))) {
+        if (!(p->across = scratch_buffer(scratch, FIRST_GROUP + 6 * k, slot * p->ring)) ||
+            !(p->held = scratch_buffer(scratch, FIRST_GROUP + 6 * k + 1, sizeof(Py_ssize_t) * p->ring)) ||
+            !(p->row = scratch_buffer(scratch, FIRST_GROUP + 6 * k + 2, slot * p->nu)) ||
+            !(p->bases = scratch_buffer(scratch, FIRST_GROUP + 6 * k + 3, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
+            !(p->spans = scratch_buffer(scratch, FIRST_GROUP + 6 * k + 4, sizeof(int32_t) * ((p->cw + 15) / 16))) ||
+            !(p->packed = scratch_buffer(scratch, FIRST_GROUP + 6 * k + 5, sizeof(float) * p->nv * p->wc * p->cw))) {
             PyErr_NoMemory();
             goto done;
         }
-        plan_columns(p, x.W);
+        plan_columns(p, x.W, work.routines);
     }
     Py_ssize_t steps = 1;
     for (Py_ssize_t k = 0; k < count; k++)
@@ -1167,12 +1266,18 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
     colours.stride = (x.W + LINE_PADDING + 15) / 16 * 16;
     colours.size = colour_ring_size(groups, (int)count, steps, x.H);
     const Py_ssize_t line_count = colours.size * colours.count;
-    colours.lines = scratch_buffer(LINES, sizeof(float) * colours.stride * line_count);
-    colours.held = scratch_buffer(LINES_HELD, sizeof(Py_ssize_t) * colours.size);
-    float *gather = scratch_buffer(GATHERED, sizeof(float) * gathered);
-    const float **slots = scratch_buffer(SLOTS, sizeof(float *) * taps);
-    const float **rows = scratch_buffer(ROWS, sizeof(float *) * taps);
-    if (!colours.lines || !colours.held || !gather || !slots || !rows) {
+    colours.lines = scratch_buffer(scratch, LINES, sizeof(float) * colours.stride * line_count);
+    colours.held = scratch_buffer(scratch, LINES_HELD, sizeof(Py_ssize_t) * colours.size);
+    work.gathered = scratch_buffer(scratch, GATHERED, sizeof(float) * gathered);
+    work.slots = scratch_buffer(scratch, SLOTS, sizeof(float *) * taps);
+    work.rows = scratch_buffer(scratch, ROWS, sizeof(float *) * taps);
+    work.lines = scratch_buffer(scratch, LINE_POINTERS, sizeof(float *) * taps * MAX_PLANES);
+    work.targets = scratch_buffer(scratch, TARGETS, sizeof(float *) * taps);
+    work.tap = scratch_buffer(scratch, TAPS, sizeof(Py_ssize_t) * taps);
+    work.weight = scratch_buffer(scratch, WEIGHTS, sizeof(float[8]) * 8 * taps);
+    work.sources = scratch_buffer(scratch, SOURCES, sizeof(float *) * taps);
+    if (!colours.lines || !colours.held || !work.gathered || !work.slots || !work.rows || !work.lines ||
+        !work.targets || !work.tap || !work.weight || !work.sources) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1180,12 +1285,14 @@ static PyObject *banded_dct(PyObject *self, PyObject *args, PyObject *kwargs) {
         memset(colours.lines + l * colours.stride + x.W, 0, sizeof(float) * (colours.stride - x.W));
     double seconds[3] = {0.0, 0.0, 0.0};
     Py_BEGIN_ALLOW_THREADS
-    compute(&x, groups, (int)count, steps, &colours, gather, slots, rows, timed, seconds);
+    compute(&x, groups, (int)count, steps, &colours, &work, timed, seconds);
     Py_END_ALLOW_THREADS
     if (timed)
         result = Py_BuildValue("(ddd)", seconds[0], seconds[1], seconds[2]);
-    else
-        result = Py_NewRef(Py_None);
+    else {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    }
 done:
     if (problem)
         PyErr_Format(PyExc_ValueError, "banded_dct: %s", problem);
@@ -1219,8 +1326,34 @@ static PyObject *use_routines(PyObject *self, PyObject *arg) {
 /* routines(): the name of the routines in use, as use_routines returns it. */
 static PyObject *routines_in_use(PyObject *self, PyObject *unused) { return PyUnicode_FromString(routine_names[routines]); }
 
+/* portable_isa(): the widest x86 vector extension the portable loops are compiled for. They carry no
+ * target attribute and no clones, so it is the build's baseline: what a CPU without AVX2 runs. */
+static PyObject *portable_isa(PyObject *self, PyObject *unused) {
+#if defined(__AVX512F__)
+    return PyUnicode_FromString("avx512f");
+#elif defined(__AVX2__)
+    return PyUnicode_FromString("avx2");
+#elif defined(__AVX__)
+    return PyUnicode_FromString("avx");
+#elif defined(__SSE2__)
+    return PyUnicode_FromString("sse2");
+#else
+    return PyUnicode_FromString("none");
+#endif
+}
+
+/* scratch_threads(): how many threads hold the kernel's scratch memory (freed when they end). */
+static PyObject *scratch_threads(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(atomic_load(&scratch_holders));
+}
+
 static PyMethodDef methods[] = {
     {"routines", routines_in_use, METH_NOARGS, "routines() -> str: 'avx512', 'avx2' or 'portable', the routines in use."},
+    {"portable_isa", portable_isa, METH_NOARGS,
+     "portable_isa() -> str: the widest x86 vector extension ('sse2', 'avx', 'avx2', 'avx512f', or 'none') the "
+     "portable routines are compiled for: the build's baseline."},
+    {"scratch_threads", scratch_threads, METH_NOARGS,
+     "scratch_threads() -> int: how many threads hold the kernel's scratch memory (freed when a thread ends)."},
     {"use_routines", use_routines, METH_O,
      "use_routines(name) -> str: use the 'avx512', 'avx2' or 'portable' routines, or the best below them that "
      "the CPU has; returns the name of those in use."},
@@ -1233,10 +1366,26 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The module's end (at the interpreter's): the scratch of the thread that ends it, as no thread end follows. */
+static void free_module(void *unused) {
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (s) {
+        pthread_setspecific(scratch_key, NULL);
+        free_scratch(s);
+    }
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_banded", "The frequency transform's CPU kernel.", -1,
-                                    methods};
+                                    methods, NULL, NULL, NULL, free_module};
+
+static int key_made = -1;
+static void make_key(void) { key_made = pthread_key_create(&scratch_key, free_scratch); }
 
 PyMODINIT_FUNC PyInit__banded(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_key);
+    if (key_made != 0)
+        return PyErr_Format(PyExc_ImportError, "freqdet.dct._banded: no thread-local key for its scratch memory");
 #ifdef VECTOR_ROUTINES
     __builtin_cpu_init();
     routines = cpu_routines();

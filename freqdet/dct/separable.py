@@ -262,6 +262,30 @@ def _run_kernel(pixels: np.ndarray, plans: list, out: np.ndarray) -> None:
         channels[..., row.first : row.first + row.active, col.first : col.first + col.active] = target
 
 
+def _round_to_wire(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float ``values``, in place, as an integer wire ``dtype`` takes them: rounded to nearest with
+    halves to even (torch.round, as numpy.rint and every routine of the C kernel) and saturated to
+    +-its max; as they are for a float ``dtype``."""
+    if not dtype.is_floating_point:
+        limit = torch.iinfo(dtype).max
+        values.round_().clamp_(-limit, limit)
+    return values
+
+
+def _refuse_non_finite(images: torch.Tensor) -> None:
+    """A ValueError naming the first NaN or infinity of float ``images`` (N, 3, H, W), which no
+    engine can transform (the C kernel refuses them too)."""
+    if not images.is_floating_point():
+        return
+    bad = ~torch.isfinite(images)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"the images hold {float(images[where])} at (n, channel, h, w) = {where}: the transform needs finite "
+            "values; replace them (torch.nan_to_num, say) or leave the image out"
+        )
+
+
 def _apply_torch(
     plane: torch.Tensor,
     rows: tuple,
@@ -278,10 +302,8 @@ def _apply_torch(
     pass makes every needed v, a row pass every needed u of those, each one batched
     product of dense blocks (:class:`BandedOperator`); the (u, v) pairs asked for are
     then copied out in one pass. ``steps`` (one per k) divide the values first; an
-    integer ``out`` gets them rounded to nearest and clamped to +-its dtype's max before
-    that copy, which converts them. The C kernel does the same
-    (:func:`_run_kernel`; it rounds exact halves away from zero where torch rounds them
-    to even: the only difference, and a measure-zero one).
+    integer ``out`` gets them rounded and saturated before that copy, which converts them
+    (:func:`_round_to_wire`, as the C kernel rounds them: :func:`_run_kernel`).
     """
     freqs = frequencies(tuple(ks))
     us, vs = freqs.us, freqs.vs
@@ -301,9 +323,7 @@ def _apply_torch(
     both = both.view(n, both.shape[1], len(us), len(vs), -1)
     if divisors is not None:
         both.div_(divisors)
-    if not out.dtype.is_floating_point:
-        limit = torch.iinfo(out.dtype).max
-        both.round_().clamp_(-limit, limit)
+    _round_to_wire(both, out.dtype)
     grid = both.permute(0, 2, 3, 1, 4)[..., :cells_h, :cells_w]  # (N, u, v, h, w)
     for first, u, v, count in freqs.runs:
         out[:, first : first + count].copy_(grid[:, u, v : v + count])
@@ -328,10 +348,12 @@ def separable_dct(
     then optional flips: :class:`Geometry`),
     computing only the selected channels, on the images' device. ``steps`` (one per
     selected channel) divide the coefficients, and an integer ``dtype`` rounds them to
-    nearest and clamps them: the wire formats (:func:`freqdet.dct.wire.encode`).
+    nearest (halves to even) and saturates them: the wire formats (:func:`freqdet.dct.wire.encode`).
+    Float images holding a NaN or an infinity raise a ValueError, on every engine.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+    _refuse_non_finite(images)
     selection = resolve_channels(channels, pattern)
     if _banded is not None and images.device.type == "cpu":
         pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
