@@ -251,12 +251,13 @@ def test_a_read_only_output_folder_is_refused_before_training(tmp_path):
 
 
 @contextlib.contextmanager
-def started(*args):
-    """A training run in the background (output and errors on one pipe), killed if the test leaves it running."""
+def started(*args, command=(TRAIN_NET,), env=None):
+    """A training run in the background (output and errors on one pipe), killed if the test leaves it
+    running; ``command``: what runs the tool (e.g. ``("-c", CPU_LAUNCH)``)."""
     run = subprocess.Popen(
-        [sys.executable, TRAIN_NET, *args],
+        [sys.executable, *command, *args],
         cwd=ROOT,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        env=dict(os.environ, PYTHONWARNINGS="ignore", **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # Detectron2 logs to stdout; the one-line error goes to stderr
         text=True,
@@ -310,16 +311,8 @@ LONG = ["SOLVER.MAX_ITER", "2000", "SOLVER.CHECKPOINT_PERIOD", "1000"]
 def test_a_signal_saves_the_current_iteration_and_resume_continues_from_it(tmp_path, signum):
     with started(*SMALL, *LONG, "OUTPUT_DIR", str(tmp_path)) as run:
         rest = stop_with(run, signum)
-    assert run.returncode == 128 + signum and "Traceback" not in rest, rest[-3000:]
-    lines = [line for line in rest.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, rest[-3000:]
-    stopped = int(lines[0].split("after iteration ")[1].split(":")[0])
-    saved = tmp_path / f"model_{stopped:07d}.pth"
-    name = signal.Signals(signum).name
-    expected = f"error: training stopped by {name} after iteration {stopped}: saved {saved}; continue with --resume"
-    assert lines[0] == expected
-    assert torch.load(saved, weights_only=False)["iteration"] == stopped
-    assert (tmp_path / "last_checkpoint").read_text() == saved.name
+    assert run.returncode == 128 + signum, rest[-3000:]
+    stopped = stopped_line(rest, signum, tmp_path)
     if signum != signal.SIGTERM:
         return  # resuming is the same whichever signal stopped the run
     resumed = train_net("--resume", *SMALL, "SOLVER.MAX_ITER", str(stopped + 2), "OUTPUT_DIR", str(tmp_path))
@@ -365,11 +358,18 @@ def test_images_that_vanish_mid_run_stop_it_naming_the_file(demo_dicts, tmp_path
     assert "set INPUT.DCT.ON_BAD_IMAGE skip" in line and "--resume" in line
 
 
-# Detectron2's launch, but with processes forked on the CPU and joined by gloo (Detectron2 0.6's own
-# launch needs GPUs for more than one process): the error path of a multi-process run.
+# Detectron2's launch, but with processes forked on the CPU and joined by gloo (Detectron2's own
+# launch and its DDP wrapper need GPUs for more than one process): multi-process runs on a CPU.
 CPU_LAUNCH = r"""
 import runpy, socket, sys
-import detectron2.engine, detectron2.utils.comm as comm, torch.distributed as dist, torch.multiprocessing as mp
+import detectron2.engine, detectron2.engine.defaults as defaults, detectron2.utils.comm as comm
+import torch.distributed as dist, torch.multiprocessing as mp, torch.nn.parallel
+
+class CpuDDP(torch.nn.parallel.DistributedDataParallel):
+    def __init__(self, module, device_ids=None, **kwargs):  # create_ddp_model names the GPU of the rank
+        super().__init__(module, **kwargs)
+
+defaults.DistributedDataParallel = CpuDDP
 
 def worker(rank, main, world, port, args):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", world_size=world, rank=rank)
@@ -400,3 +400,187 @@ def test_a_config_error_in_a_two_process_run_is_one_line():
     )
     # Printed once, by the command, for whichever process reported first.
     assert re.match(r"error: (\[process 1\] )?bad channel selection in cfg.MODEL.DCT", one_line_error(result))
+
+
+def stopped_line(rest: str, signum: int, folder: pathlib.Path) -> int:
+    """The iteration of the run's one line saying it stopped on ``signum`` and saved it (checked)."""
+    lines = [line for line in rest.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in rest, rest[-3000:]
+    stopped = int(lines[0].split("after iteration ")[1].split(":")[0])
+    saved = folder / f"model_{stopped:07d}.pth"
+    name = signal.Signals(signum).name
+    expected = f"error: training stopped by {name} after iteration {stopped}: saved {saved}; continue with --resume"
+    assert lines[0] == expected
+    assert torch.load(saved, weights_only=False)["iteration"] == stopped
+    assert (folder / "last_checkpoint").read_text() == saved.name
+    assert not list(folder.glob("*.tmp-*"))
+    return stopped
+
+
+EVALUATING = ["DATASETS.TEST", "('freqdet_demo_val',)", "TEST.EVAL_PERIOD", "3", "SOLVER.CHECKPOINT_PERIOD", "1000"]
+
+
+@pytest.mark.timeout(400)
+def test_a_signal_during_evaluation_stops_it_within_seconds_and_saves_the_last_step(tmp_path):
+    with started(*SMALL, "SOLVER.MAX_ITER", "2000", *EVALUATING, "OUTPUT_DIR", str(tmp_path)) as run:
+        seen = wait_for(run, "Start inference on")
+        assert "Start inference on" in seen, seen[-3000:]
+        time.sleep(0.5)
+        sent = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        rest = run.stdout.read()
+        run.wait(timeout=120)
+        took = time.monotonic() - sent
+    assert run.returncode == 128 + signal.SIGTERM, rest[-3000:]
+    assert stopped_line(rest, signal.SIGTERM, tmp_path) == 2  # the evaluation after iteration 2 (of 0, 1, 2)
+    assert "Evaluation results" not in rest and "SIGTERM received between training steps" in rest
+    assert took < 15, f"the run took {took:.1f} s to stop after the signal"
+
+
+class Tiny(torch.nn.Module):
+    """A model Detectron2's SimpleTrainer can step: its loss is a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Linear(2, 1)
+
+    def forward(self, batch):
+        return {"loss": self.w(batch).pow(2).mean()}
+
+
+def signalled_at(iteration: int):
+    """An endless data loader that sends this process SIGTERM while the step of ``iteration`` reads it."""
+    step = 0
+    while True:
+        if step == iteration:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield torch.ones(4, 2)
+        step += 1
+
+
+def in_process_run(tmp_path, before_ours, after_ours, signal_at=None):
+    """Detectron2's SimpleTrainer on :class:`Tiny`, with freqdet's checkpointer and interruption hook
+    placed as the tools place it (right after the LR scheduler's); the RunInterrupted it ends with."""
+    from detectron2.engine import SimpleTrainer, hooks
+    from detectron2.utils.events import EventStorage
+
+    from freqdet.detection.checkpoint import FreqdetCheckpointer
+    from freqdet.detection.interruption import InterruptionHook, RunInterrupted, place_interruption
+    from freqdet.detection.trainer import training_stops
+
+    torch.manual_seed(0)
+    model = Tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = signalled_at(signal_at) if signal_at is not None else iter(lambda: torch.ones(4, 2), None)
+    trainer = SimpleTrainer(model, data, optimizer)
+    interruption = InterruptionHook(FreqdetCheckpointer(model, str(tmp_path), optimizer=optimizer))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 5)
+    trainer.register_hooks(
+        place_interruption([*before_ours, hooks.LRScheduler(optimizer, scheduler), *after_ours], interruption)
+    )
+    with pytest.raises(RunInterrupted) as stopped, EventStorage(0):
+        with training_stops(trainer, interruption):
+            trainer.train(0, 50)
+    saved = torch.load(stopped.value.checkpoint, weights_only=False)
+    assert saved["iteration"] == stopped.value.iteration
+    for name, value in model.state_dict().items():  # the weights it saved are those the model holds
+        assert torch.equal(saved["model"][name], value), name
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    return stopped.value
+
+
+def recording_hook(name: str, calls: list, act=None):
+    """A hook whose after_step appends (``name``, iteration) to ``calls``, then runs ``act(iteration)``."""
+    from detectron2.engine import HookBase
+
+    class Recording(HookBase):
+        def after_step(self):
+            calls.append((name, self.trainer.iter))
+            if act:
+                act(self.trainer.iter)
+
+    return Recording()
+
+
+def test_a_signal_in_a_step_saves_it_before_that_steps_evaluation(tmp_path):
+    calls = []
+    stopped = in_process_run(tmp_path, [], [recording_hook("evaluation", calls)], signal_at=7)
+    assert stopped.iteration == 7 and stopped.signum == signal.SIGTERM
+    assert ("evaluation", 6) in calls and ("evaluation", 7) not in calls
+
+
+def test_an_error_in_a_hook_after_a_signal_saves_the_iteration_the_weights_hold(tmp_path):
+    def fail(iteration):
+        if iteration == 4:
+            raise RuntimeError("a hook's own failure")
+
+    stopped = in_process_run(tmp_path, [recording_hook("timer", [], fail)], [], signal_at=4)
+    assert stopped.iteration == 4  # the step ran; the hook that failed ran after it
+
+
+def test_a_signal_during_an_evaluation_stops_it_at_once_and_saves_its_step(tmp_path):
+    calls = []
+
+    def evaluate(iteration):
+        if iteration == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # stopped at once, not after 30 s
+            calls.append(("evaluation finished", iteration))
+
+    started_at = time.monotonic()
+    stopped = in_process_run(tmp_path, [], [recording_hook("evaluation", calls, evaluate)])
+    assert stopped.iteration == 5 and time.monotonic() - started_at < 10
+    assert ("evaluation finished", 5) not in calls
+
+
+def test_leftovers_of_interrupted_saves_are_removed_and_no_others(tmp_path):
+    from freqdet.atomic_write import remove_leftovers
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone, alive = int(ended.stdout), os.getppid()
+    names = [f"model_0000009.pth.tmp-{gone}", f"last_checkpoint.tmp-{os.getpid()}", f"model_final.pth.tmp-{alive}"]
+    names += [f"notes.txt.tmp-{gone}", "model_0000001.pth"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * 10)
+    removed = remove_leftovers(str(tmp_path), lambda n: n.endswith(".pth") or n == "last_checkpoint")
+    assert sorted(removed) == sorted((str(tmp_path / n), 10) for n in names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_a_leftover_of_an_interrupted_save_does_not_fill_the_disk(small_disk, two_checkpoints):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = small_disk / f"model_0000005.pth.tmp-{int(ended.stdout)}"
+    shutil.copy(two_checkpoints / "model_final.pth", leftover)  # a save killed at its last byte
+    args = [*SMALL, "SOLVER.MAX_ITER", "1", "SOLVER.CHECKPOINT_PERIOD", "1000", "OUTPUT_DIR", str(small_disk)]
+    result = train_net(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Removed {leftover}" in result.stdout + result.stderr
+    assert checkpoints(small_disk) == ["model_final.pth"] and not list(small_disk.glob("*.tmp-*"))
+
+
+def workers_of(pid: int):
+    """The processes the launching process ``pid`` forked (they share its command line)."""
+    own = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    return [c for c in children(pid) if pathlib.Path(f"/proc/{c}/cmdline").read_bytes() == own]
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("target", ["the launching process", "the second worker"])
+def test_a_signal_to_a_two_process_run_saves_one_checkpoint_and_says_one_line(tmp_path, target):
+    temporary, out = tmp_path / "tmp", tmp_path / "run"
+    temporary.mkdir()
+    args = ["--num-gpus", "2", *SMALL, *LONG, "OUTPUT_DIR", str(out)]
+    with started(*args, command=("-c", CPU_LAUNCH), env={"TMPDIR": str(temporary)}) as run:
+        seen = wait_for(run, "Starting training from iteration 0")
+        assert "Starting training" in seen, seen[-3000:]
+        time.sleep(3)
+        workers = workers_of(run.pid)
+        assert len(workers) == 2, seen[-3000:]
+        os.kill(run.pid if target == "the launching process" else max(workers), signal.SIGTERM)
+        rest = run.stdout.read()
+        run.wait(timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, rest[-3000:]
+    stopped = stopped_line(rest, signal.SIGTERM, out)
+    assert checkpoints(out) == [f"model_{stopped:07d}.pth"]
+    assert not list(temporary.glob("freqdet-errors-*"))  # the launching process's error folder is gone
+    assert not [pid for pid in workers if pathlib.Path(f"/proc/{pid}").exists()]

@@ -47,7 +47,7 @@ from freqdet.detection.cli import (
     user_errors,
 )
 from freqdet.detection.config import any_config_path
-from freqdet.detection.interruption import InterruptionHook
+from freqdet.detection.interruption import InterruptionHook, place_interruption
 from freqdet.detection.lazy import check_lazy_config, dataset_names, load_lazy_config, set_training_statistics
 from freqdet.detection.predictions import draw_predictions
 from freqdet.detection.trainer import LAZY_FIXES, TRAINING_STOPS, training_stops
@@ -108,17 +108,19 @@ def build_training(cfg, model, trust: bool):
     main = comm.is_main_process()
     skipped = cfg.dataloader.train.mapper.get("bad_image_log")
     trainer.register_hooks(
-        [
-            hooks.IterationTimer(),
-            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-            hooks.EvalHook(cfg.train.eval_period, lambda: evaluate(cfg, model)),
-            SkippedImagesHook(skipped) if skipped and main else None,
-            hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.log_period)
-            if main
-            else None,
-            interruption,  # last: after this step's metrics and periodic checkpoint
-        ]
+        place_interruption(
+            [
+                hooks.IterationTimer(),
+                hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
+                hooks.EvalHook(cfg.train.eval_period, lambda: evaluate(cfg, model)),
+                SkippedImagesHook(skipped) if skipped and main else None,
+                hooks.PeriodicWriter(default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.log_period)
+                if main
+                else None,
+            ],
+            interruption,
+        )
     )
     return trainer, checkpointer, interruption
 

@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..atomic_write import write_atomically
+from ..atomic_write import remove_leftovers, write_atomically
 from ..normalization import ChannelMismatchError
 from ..safe_load import UntrustedCheckpointError, check_array_pickle, load_checkpoint
 
@@ -87,6 +87,8 @@ class FreqdetCheckpointer(DetectionCheckpointer):
         kept = (
             f"the previous checkpoint {previous} and last_checkpoint are intact" if previous else "nothing was written"
         )
+        for path, size in remove_leftovers(self.save_dir, lambda n: n.endswith(".pth") or n == "last_checkpoint"):
+            self.logger.warning(f"Removed {path} ({size} bytes), left by a save that was interrupted")
         free = shutil.disk_usage(self.save_dir).free
         if free < len(payload):
             raise CheckpointSaveError(

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ import detectron2.utils.comm as comm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from torch.multiprocessing import ProcessExitedException
+
+from .interruption import forwarding_signals
 
 
 def add_register_coco_argument(parser: argparse.ArgumentParser) -> None:
@@ -170,11 +173,13 @@ _ERRORS_ENV = "FREQDET_ERRORS_DIR"
 def launched():
     """Around Detectron2's ``launch``: when a process of a multi-process run stops on a
     :func:`user_errors` error, print the error of the lowest-ranked process that met one, once
-    (``[process R]`` when it is not the main one), and exit with its status."""
+    (``[process R]`` when it is not the main one), and exit with its status. SIGTERM and Ctrl-C
+    reach every worker, which save and stop (:func:`~freqdet.detection.interruption.forwarding_signals`)."""
     folder = tempfile.mkdtemp(prefix="freqdet-errors-")
     os.environ[_ERRORS_ENV] = folder
     try:
-        yield
+        with forwarding_signals() as received:
+            yield
     except ProcessExitedException as e:
         reports = sorted(os.listdir(folder))
         if reports:
@@ -183,6 +188,10 @@ def launched():
                 line = f.read()
             sys.stderr.write(f"error: {f'[process {rank}] ' if rank else ''}{line}\n")
             sys.exit(e.exit_code)
+        if received["signum"]:  # the workers ended before their training could save anything
+            name = signal.Signals(received["signum"]).name
+            sys.stderr.write(f"error: stopped by {name} before training began: nothing to save\n")
+            sys.exit(128 + received["signum"])
         if e.signal_name:  # killed: it could say nothing itself
             sys.exit(f"error: {e}")
         sys.exit(e.exit_code)

@@ -21,7 +21,7 @@ from .checks import check_config
 from .cli import one_line
 from .dataset_stats import ensure_dct_stats
 from .gate import gate_lr_groups
-from .interruption import InterruptionHook, RunInterrupted
+from .interruption import InterruptionHook, RunInterrupted, StopNow, place_interruption
 from .mapper import build_mapper
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _worker_died(error: BaseException) -> bool:
 class _WithoutTracebackOfTrainingStops(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(error, TRAINING_STOPS) or (error is not None and _worker_died(error)))
+        return not (isinstance(error, (*TRAINING_STOPS, StopNow)) or (error is not None and _worker_died(error)))
 
 
 YACS_FIXES = ("DATALOADER.NUM_WORKERS or SOLVER.IMS_PER_BATCH", "set INPUT.DCT.ON_BAD_IMAGE skip")
@@ -70,7 +70,7 @@ def training_stops(trainer, interruption: InterruptionHook, fixes: Tuple[str, st
     hooks): what stops it for a cause the user can fix is raised as one of :data:`TRAINING_STOPS`,
     saying the fix (``fixes``: the config keys that lighten the data loader, and how to skip
     unusable images), and Detectron2's log of its traceback is left out (the tools print one
-    line). A step that a signal cut short saves the iteration before it."""
+    line). After a signal, whatever raised, the last finished iteration is saved."""
     lighter_loader, skip_images = fixes
     detectron2_loop = logging.getLogger("detectron2.engine.train_loop")
     quiet = _WithoutTracebackOfTrainingStops()
@@ -80,8 +80,8 @@ def training_stops(trainer, interruption: InterruptionHook, fixes: Tuple[str, st
     except RunInterrupted:
         raise
     except Exception as e:
-        if interruption.signum is not None:  # the signal cut the step short: keep the one before
-            raise interruption.stop(trainer.iter - 1) from e
+        if interruption.signum is not None:  # stopped by the signal, or a step it cut short
+            raise interruption.stop(interruption.completed) from e
         if _worker_died(e):
             raise DataLoaderWorkerError(
                 f"the data loader failed at iteration {trainer.iter} ({one_line(e)}): a worker process died; if "
@@ -200,7 +200,7 @@ class DCTTrainer(DefaultTrainer):
         if self.cfg.INPUT.DCT.ON_BAD_IMAGE == "skip" and comm.is_main_process():
             hooks.insert(-1, SkippedImagesHook(os.path.join(self.cfg.OUTPUT_DIR, "skipped_images.tsv")))
         self.interruption = InterruptionHook(self.checkpointer)
-        return hooks + [self.interruption]  # last: after this step's metrics and periodic checkpoint
+        return place_interruption(hooks, self.interruption)
 
     def train(self):
         """``DefaultTrainer.train``, with what stops it for a cause the user can fix raised as one of

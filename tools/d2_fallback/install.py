@@ -124,7 +124,16 @@ def install(tarball: str, site: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", required=True, help="folder that keeps the downloaded sdist")
+    parser.add_argument(
+        "--download-only",
+        action="store_true",
+        help="only keep the sdist in --cache (where a Detectron2 is installed already, for the tests that run "
+        "Detectron2's own tools/lazyconfig_train_net.py)",
+    )
     args = parser.parse_args()
+    if args.download_only:
+        print(f"freqdet setup: Detectron2 0.6's source (for its tools/) is in {download(args.cache)}")
+        return 0
     site = sysconfig.get_paths()["purelib"]
     install(download(args.cache), site)
     subprocess.check_call(
