@@ -11,6 +11,21 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:.*torch.jit.script.*:FutureWarning")
     config.addinivalue_line("filterwarnings", "ignore:pkg_resources is deprecated:UserWarning")
     config.addinivalue_line("filterwarnings", "ignore:torch.meshgrid:UserWarning")
+    config.addinivalue_line("markers", "slow: more than a few seconds; tools/test.sh --quick leaves these out")
+    config.addinivalue_line("markers", "release_figures: the release-detector figures of the docs (minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The release-detector figures run only when asked for by their marker (-m release_figures)."""
+    if "release_figures" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(
+        reason="the docs' release-detector figures take minutes: pytest -m release_figures -s "
+        "tests/test_release_detector.py prints them"
+    )
+    for item in items:
+        if "release_figures" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ def batch(cfg, dicts, seed=0):
     return [mapper(copy.deepcopy(d)) for d in dicts]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transform_on", ["cpu", "device"])
 def test_under_autocast_the_input_is_float32_and_unchanged(demo_dicts, transform_on):
     """CPU autocast runs matrix products in bfloat16 (8 bits of mantissa, coefficients reach
@@ -43,6 +44,7 @@ def test_under_autocast_the_input_is_float32_and_unchanged(demo_dicts, transform
     assert features["p2"].dtype == torch.bfloat16  # the network itself in half precision
 
 
+@pytest.mark.slow
 def test_a_training_step_in_bfloat16_on_the_cpu(demo_dicts):
     torch.manual_seed(0)
     cfg = small_cfg(CONFIG, *STATS)

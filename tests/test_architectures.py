@@ -164,6 +164,7 @@ def resnet_of(model):
     return getattr(model.backbone, "bottom_up", model.backbone)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ARCHITECTURES, ids=short_name)
 def test_each_architecture_trains_evaluates_and_predicts_on_dct_inputs(config, tmp_path, photo_path):
     _, _, outputs, tasks = ARCHITECTURES[config]
@@ -209,6 +210,7 @@ def test_each_architecture_trains_evaluates_and_predicts_on_dct_inputs(config, t
         assert found.has("pred_keypoints")
 
 
+@pytest.mark.slow
 def test_train_net_trains_detectron2s_retinanet_yaml_with_the_switch(tmp_path):
     config = "COCO-Detection/retinanet_R_50_FPN_1x.yaml"
     command = [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", config, "--dct-input", "24"]
@@ -251,6 +253,7 @@ MODEL:
 """
 
 
+@pytest.mark.slow
 def test_pointrend_trains_with_its_config_adder_evaluates_and_predicts(tmp_path, photo_path):
     """PointRend's config through ``--config-adder`` and ``--dct-input``, then ``load_config``'s adder."""
     point_rend = pytest.importorskip(

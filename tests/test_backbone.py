@@ -31,6 +31,7 @@ def test_registered():
     assert BACKBONE_REGISTRY.get("build_resnet_dct_backbone") is freqdet.detection.backbone.build_resnet_dct_backbone
 
 
+@pytest.mark.slow
 @torch.no_grad()
 @pytest.mark.parametrize("size", [(96, 128), (100, 131)])
 def test_shapes_and_strides_match_stock_r50_fpn(photo_rgb, size):

@@ -5,12 +5,14 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 from detectron2.data.transforms import ResizeShortestEdge
 from PIL import Image
 
 TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
 
 
+@pytest.mark.slow
 def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     spec = importlib.util.spec_from_file_location("benchmark", TOOL)
     benchmark = importlib.util.module_from_spec(spec)
@@ -67,3 +69,27 @@ def test_benchmark_reports_bytes_that_match_the_image_sizes(tmp_path):
     assert mappers["stock DatasetMapper, LSJ 256"]["bytes_per_sample"] == 3 * 256 * 256
     for way in ("crop and pad absorbed", "pixels cropped and padded first"):
         assert mappers[f"DCT-24 int16, LSJ 256, {way}"]["bytes_per_sample"] == 24 * 2 * 64 * 64
+
+
+def test_summarize_prints_each_rows_median_and_range_over_runs(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("benchmark", TOOL)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    # Three runs; the DCT row's speeds 5.0, 3.0, 4.0 (median 4.0), its times 2, 4, 3 ms (median 3);
+    # a row only one run has is left out.
+    speeds, times = (5.0, 3.0, 4.0), (0.002, 0.004, 0.003)
+    paths = []
+    for k in range(3):
+        row = {"seconds_per_image": times[k], "throughput_vs_stock": speeds[k], "time_vs_decode": 1.5 + k}
+        mappers = {"DCT-24": dict(row, bytes_per_sample=2.0e6), "stock": dict(row, bytes_per_sample=1.0e6)}
+        if k == 1:
+            mappers["extra"] = dict(row, bytes_per_sample=1)
+        path = tmp_path / f"run{k}" / "benchmark.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"machine": "m", "mappers": mappers}))
+        paths.append(str(path))
+    assert benchmark.main(["--summarize", *paths]) == 0
+    table = capsys.readouterr().out
+    assert "Median of 3 runs" in table and "extra" not in table
+    assert "| DCT-24 | 3.00 (2.00-4.00) | 4.00x (3.00-5.00) | 2.50x (1.50-3.50) | 2.00 MB |" in table
+    assert benchmark.main(["--summarize", str(tmp_path / "missing.json")]) == 2

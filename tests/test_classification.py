@@ -115,6 +115,7 @@ def official_layout(state):
     return {"epoch": 100, "arch": "ResNet50DCT", "state_dict": out, "best_prec1": 77.0}
 
 
+@pytest.mark.slow
 def test_official_checkpoint_round_trips(tmp_path):
     ours = build_classifier("resnet50", 1000, 192, ChannelGate(192)).state_dict()
     checkpoint = official_layout(ours)
@@ -186,6 +187,7 @@ QUICK = [
 ]
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_keeps_ranks_in_sync(tmp_path):
     result = train_cls(*QUICK, "--epochs", "1", "--max-steps", "2", "--output", str(tmp_path), nproc=2)
     assert summary(result)["ranks_agree"] is True
@@ -193,6 +195,7 @@ def test_torchrun_with_two_processes_keeps_ranks_in_sync(tmp_path):
         assert f"rank {rank}: weights agree across 2 ranks" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_epoch(tmp_path):
     summary(train_cls(*QUICK, "--epochs", "1", "--max-steps", "2", "--output", str(tmp_path)))
     state = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=False)
@@ -203,6 +206,7 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
     assert torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=False)["epoch"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "arch, extra",
@@ -243,6 +247,7 @@ def test_a_short_cpu_run_beats_chance_on_the_demo(tmp_path, arch, extra):
     assert summary(result)["best_top1"] >= 35
 
 
+@pytest.mark.slow
 def test_the_classification_package_imports_without_detectron2():
     code = (
         "import sys, importlib.abc, importlib.util\n"

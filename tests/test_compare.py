@@ -126,6 +126,7 @@ def compared(tmp_path_factory):
     return output, result.stdout
 
 
+@pytest.mark.slow
 def test_every_config_and_seed_is_trained_with_its_seed(compared):
     output, _ = compared
     for config in CONFIGS:
@@ -141,6 +142,7 @@ def test_every_config_and_seed_is_trained_with_its_seed(compared):
         assert first[0]["total_loss"] != second[0]["total_loss"], "two seeds trained identically"
 
 
+@pytest.mark.slow
 def test_table_and_json_hold_each_runs_ap_with_mean_and_std(compared):
     output, stdout = compared
     report = strict((output / "comparison.json").read_text())
@@ -166,12 +168,14 @@ def test_table_and_json_hold_each_runs_ap_with_mean_and_std(compared):
     assert sorted((r["config"], r["seed"]) for r in report["runs"]) == sorted((c, s) for c in CONFIGS for s in (0, 1))
 
 
+@pytest.mark.slow
 def test_picture_is_written(compared):
     output, _ = compared
     with Image.open(output / "comparison.png") as picture:
         assert picture.format == "PNG" and picture.width > picture.height > 100
 
 
+@pytest.mark.slow
 def test_second_invocation_reuses_finished_runs_and_redoes_an_interrupted_one(compared):
     output, _ = compared
     interrupted = run_folder(output, CONFIGS[1], 1)
@@ -189,6 +193,7 @@ def test_second_invocation_reuses_finished_runs_and_redoes_an_interrupted_one(co
     assert (interrupted / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_changed_overrides_do_not_reuse_runs_of_another_config(compared, tool, capsys):
     output, _ = compared
     with pytest.raises(

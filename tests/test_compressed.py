@@ -110,6 +110,7 @@ def test_bad_files_raise_image_decode_error(photo, tmp_path):
             read_jpeg_coefficients(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_mapper_and_model_on_the_compressed_path(demo_dicts):
     cfg = small_cfg(
         "configs/demo/mask_rcnn_dct_demo.yaml", "INPUT.DCT.SOURCE", "jpeg", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0

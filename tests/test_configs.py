@@ -222,6 +222,7 @@ def test_model_zoo_finds_every_config_by_name():
         freqdet.model_zoo.get_config_file("nope.yaml")
 
 
+@pytest.mark.slow
 def test_model_zoo_works_from_an_installed_package(tmp_path):
     """setup.py's build (what pip installs from a wheel) carries the configs and the statistics."""
     build = subprocess.run(
@@ -257,6 +258,7 @@ def test_models_without_statistics_normalize_with_the_natural_photo_table(name):
     assert torch.allclose(model.normalization.std.flatten().double(), torch.from_numpy(std), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_natural_photo_table_is_what_its_tool_measures(tmp_path):
     table = natural_photo_stats()
     assert table.info["photos"] == [os.path.basename(p) for p in packaged_photos()]

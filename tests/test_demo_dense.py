@@ -131,6 +131,7 @@ def test_semantic_labels_are_the_pixels_the_demo_painted():
         assert labels.shape == painted.shape and (labels != painted).sum() <= 0.005 * (painted > 0).sum(), image_id
 
 
+@pytest.mark.slow
 def test_panoptic_png_matches_its_json_and_the_instances(instances):
     for split in SPLITS:
         coco = instances[split]

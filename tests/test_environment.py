@@ -41,6 +41,7 @@ def test_fallback_runs_what_freqdet_needs():
     assert torch.allclose(pooled, torch.ones(1, 1, 2, 2))
 
 
+@pytest.mark.slow
 def test_frequency_math_works_without_detectron2():
     # Block detectron2 entirely: freqdet.dct and read_image must still import and run.
     code = (

@@ -94,6 +94,7 @@ def truncate(path: pathlib.Path, keep: int = 2000) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
+@pytest.mark.slow
 def test_resume_recovers_from_an_unreadable_checkpoint_and_statistics_cache(run_copy):
     truncate(run_copy / "model_final.pth")
     truncate(run_copy / "dct_stats.json", 100)
@@ -109,6 +110,7 @@ def test_resume_recovers_from_an_unreadable_checkpoint_and_statistics_cache(run_
     assert len(json.loads((run_copy / "dct_stats.json").read_text())["mean"]) == 192
 
 
+@pytest.mark.slow
 def test_resume_with_no_readable_checkpoint_names_them_all(run_copy):
     names = checkpoints(run_copy)
     for name in names:
@@ -119,6 +121,7 @@ def test_resume_with_no_readable_checkpoint_names_them_all(run_copy):
     assert checkpoints(run_copy) == names
 
 
+@pytest.mark.slow
 def test_eval_only_with_truncated_weights_is_one_line(run_copy, tmp_path):
     weights = run_copy / "model_final.pth"
     truncate(weights)
@@ -176,6 +179,7 @@ def test_statistics_of_another_dataset_or_image_count_are_recomputed(tmp_path, c
     assert json.loads(path.read_text())["num_images"] == 4
 
 
+@pytest.mark.slow
 def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text(f'_BASE_: "{ROOT / "configs" / "demo" / "mask_rcnn_dct_demo.yaml"}"\nSOLVER:\n  BASE_LR: [0.1\n')
@@ -187,6 +191,7 @@ def file_size_limit(limit: int):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_too_large_to_write_keeps_the_previous_one(run_copy):
     size = (run_copy / "model_final.pth").stat().st_size
     before = (run_copy / "last_checkpoint").read_text()
@@ -220,6 +225,7 @@ def small_disk(tmp_path, two_checkpoints):
     subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_found_before_writing(small_disk):
     result = train_net(*SMALL, "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", str(small_disk))
     message = one_line_error(result)
@@ -238,6 +244,7 @@ def without_root_override():
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_is_refused_before_training(tmp_path):
     folder = tmp_path / "read_only"
     folder.mkdir()
@@ -306,6 +313,7 @@ def children(pid: int):
 LONG = ["SOLVER.MAX_ITER", "2000", "SOLVER.CHECKPOINT_PERIOD", "1000"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_the_current_iteration_and_resume_continues_from_it(tmp_path, signum):
@@ -321,6 +329,7 @@ def test_a_signal_saves_the_current_iteration_and_resume_continues_from_it(tmp_p
     assert f"Starting training from iteration {stopped + 1}" in log
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_killed_data_loader_worker_stops_the_run_in_one_line(tmp_path):
     with started(*SMALL, *LONG, "DATALOADER.NUM_WORKERS", "1", "OUTPUT_DIR", str(tmp_path)) as run:
@@ -331,6 +340,7 @@ def test_a_killed_data_loader_worker_stops_the_run_in_one_line(tmp_path):
     assert "lower DATALOADER.NUM_WORKERS" in line and "--resume" in line
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_images_that_vanish_mid_run_stop_it_naming_the_file(demo_dicts, tmp_path):
     from freqdet.demo.coco_shapes import split_paths
@@ -389,6 +399,7 @@ runpy.run_path("tools/train_net.py", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_config_error_in_a_two_process_run_is_one_line():
     result = subprocess.run(
         [sys.executable, "-c", CPU_LAUNCH, "--num-gpus", "2", *SMALL, "MODEL.DCT.CHANNELS", "25"],
@@ -420,6 +431,7 @@ def stopped_line(rest: str, signum: int, folder: pathlib.Path) -> int:
 EVALUATING = ["DATASETS.TEST", "('freqdet_demo_val',)", "TEST.EVAL_PERIOD", "3", "SOLVER.CHECKPOINT_PERIOD", "1000"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_signal_during_evaluation_stops_it_within_seconds_and_saves_the_last_step(tmp_path):
     with started(*SMALL, "SOLVER.MAX_ITER", "2000", *EVALUATING, "OUTPUT_DIR", str(tmp_path)) as run:
@@ -547,6 +559,7 @@ def test_leftovers_of_interrupted_saves_are_removed_and_no_others(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
 
 
+@pytest.mark.slow
 def test_a_leftover_of_an_interrupted_save_does_not_fill_the_disk(small_disk, two_checkpoints):
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     leftover = small_disk / f"model_0000005.pth.tmp-{int(ended.stdout)}"
@@ -564,6 +577,7 @@ def workers_of(pid: int):
     return [c for c in children(pid) if pathlib.Path(f"/proc/{c}/cmdline").read_bytes() == own]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("target", ["the launching process", "the second worker"])
 def test_a_signal_to_a_two_process_run_saves_one_checkpoint_and_says_one_line(tmp_path, target):

@@ -78,6 +78,7 @@ def channels_on_after_training(demo_dicts, weight: float) -> float:
     return stats["channels_on_per_image"]
 
 
+@pytest.mark.slow
 def test_a_larger_lambda_switches_more_channels_off(demo_dicts):
     few = channels_on_after_training(demo_dicts, 1.0)
     many = channels_on_after_training(demo_dicts, 0.0)
@@ -127,6 +128,7 @@ print(f"rank {rank} ok", flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_trains_under_ddp_with_two_cpu_processes(demo_dicts, tmp_path):
     script = tmp_path / "worker.py"

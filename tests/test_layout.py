@@ -79,6 +79,7 @@ def test_the_core_does_not_import_freqdet_detection(name, path, tree):
         assert not target.startswith("freqdet.detection"), f"{name} imports {target}"
 
 
+@pytest.mark.slow
 def test_the_core_imports_with_detectron2_made_unimportable():
     code = textwrap.dedent(
         """

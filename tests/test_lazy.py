@@ -315,6 +315,7 @@ def test_clipped_sgd_clips_each_parameters_gradient_norm():
     assert torch.allclose(params[1].data, -torch.tensor([0.3, 0.4]))  # under the limit: as it was
 
 
+@pytest.mark.slow
 def test_detectron2s_own_lazy_tool_trains_evaluates_and_reloads_the_demo(tmp_path):
     """Detectron2's tool builds and trains the model without measuring the training set (freqdet's tool
     does that, where training starts): the model keeps the shipped statistics, which its checkpoint carries."""
@@ -379,6 +380,7 @@ def test_a_checkpoint_of_another_selection_is_refused_by_the_model_too(tmp_path)
         DetectionCheckpointer(other).load(str(path))
 
 
+@pytest.mark.slow
 def test_freqdets_lazy_tool_trains_resumes_and_says_what_to_fix(tmp_path):
     tool = ROOT / "tools" / "lazyconfig_train_net.py"
     run_dir = tmp_path / "run"
@@ -474,6 +476,7 @@ def test_a_lazy_model_with_the_channel_gate_learns_its_loss(demo_pair, demo_dict
     assert 0 < storage.latest()["gate/channels_on"][0] <= 192
 
 
+@pytest.mark.slow
 def test_compute_dct_stats_measures_a_lazy_configs_training_set(demo_pair, tmp_path):
     output = tmp_path / "stats.json"
     result = subprocess.run(

@@ -179,6 +179,7 @@ def test_the_switched_config_builds_the_dct_twin_without_reading_data(name, no_d
     assert all(ours[k][1] == CHANNELS and theirs[k][1] == stem_channels for k in changed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAINED)
 def test_it_trains_on_the_demo_data_with_the_stock_classes_losses(name, tmp_path, caplog):
     cfg = on_demo_data(switched(name), name, tmp_path)
@@ -251,6 +252,7 @@ def test_the_lazy_tool_refuses_rgb_weights_and_config_adders(tmp_path):
         setup("--dct-input", "24", "--config-adder", "point_rend:add_pointrend_config", overrides=scratch)
 
 
+@pytest.mark.slow
 def test_the_lazy_tool_trains_detectron2s_retinanet_on_dct_inputs(tmp_path):
     val = MetadataCatalog.get("freqdet_demo_val")
     subset = json.loads(open(val.json_file).read())

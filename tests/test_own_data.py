@@ -148,6 +148,7 @@ def walkthrough(user_folder):
     return root, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_trains_the_scratch_config_with_finite_losses(walkthrough):
     root, log = walkthrough
     metrics = [json.loads(line) for line in (root / "output" / "mine" / "metrics.json").read_text().splitlines()]
@@ -161,6 +162,7 @@ def test_readme_walkthrough_trains_the_scratch_config_with_finite_losses(walkthr
     assert "torch.jit.script" not in log
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_evaluates_and_predicts(walkthrough, user_folder):
     root, log = walkthrough
     _, sizes = user_folder
@@ -169,6 +171,7 @@ def test_readme_walkthrough_evaluates_and_predicts(walkthrough, user_folder):
     assert predicted == ["0.jpg", "1.jpg"]
 
 
+@pytest.mark.slow
 def test_dct_predictor_boxes_lie_in_each_original_image(walkthrough, user_folder):
     root, _ = walkthrough
     _, sizes = user_folder
@@ -195,6 +198,7 @@ def test_dct_predictor_boxes_lie_in_each_original_image(walkthrough, user_folder
         assert (boxes[:, [1, 3]] >= 0).all() and (boxes[:, [1, 3]] <= h).all()
 
 
+@pytest.mark.slow
 def test_predict_tool_writes_pictures_and_coco_results_and_skips_bad_files(walkthrough, user_folder):
     root, _ = walkthrough
     _, sizes = user_folder
@@ -250,6 +254,7 @@ def test_predict_tool_writes_pictures_and_coco_results_and_skips_bad_files(walkt
         assert r["segmentation"]["size"] == [h, w] and isinstance(r["segmentation"]["counts"], str)
 
 
+@pytest.mark.slow
 def test_train_net_registers_coco_data_from_the_command_line(user_folder, tmp_path):
     root, _ = user_folder
     result = run(

@@ -17,6 +17,7 @@ from freqdet.detection import DCTGeneralizedRCNN
 CONFIGS = {"mask": "configs/demo/mask_rcnn_dct_demo.yaml", "faster": "configs/demo/faster_rcnn_dct_demo.yaml"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_trains_and_predicts_inside_the_original_image(demo_dicts, kind):
     torch.manual_seed(0)
@@ -236,6 +237,7 @@ def test_the_predictions_picture_of_a_semantic_model_and_of_an_rpn(monkeypatch, 
     assert [b.tolist() for b in seen if isinstance(b, np.ndarray)] == [[[2.0, 2.0, 30.0, 30.0]]]
 
 
+@pytest.mark.slow
 def test_rgb_demo_twin_takes_detectron2s_mapper_and_draws_its_predictions(tmp_path):
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import GeneralizedRCNN

@@ -74,6 +74,7 @@ def mixed_cfg(name, policy, out, workers=0):
     )
 
 
+@pytest.mark.slow
 def test_skip_completes_and_reports_exactly_the_bad_files(mixed_dataset, tmp_path):
     name, bad = mixed_dataset
     trainer = DCTTrainer(mixed_cfg(name, "skip", tmp_path))
@@ -172,6 +173,7 @@ RUN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_run_killed_during_a_checkpoint_save_resumes(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")

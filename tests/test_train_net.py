@@ -72,6 +72,7 @@ def run_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_and_statistics(run_dir):
     assert (run_dir / "model_final.pth").exists()
     assert (run_dir / "last_checkpoint").read_text().strip() == "model_final.pth"
@@ -83,6 +84,7 @@ def test_training_writes_checkpoints_and_statistics(run_dir):
     )
 
 
+@pytest.mark.slow
 def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
     result = train_net(
         "--config-file",
@@ -110,6 +112,7 @@ def test_eval_only_prints_coco_ap_from_pycocotools(run_dir, tmp_path):
     assert f"(score >= 0.7) drawn to {tmp_path / 'predictions.png'}" in log
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_iteration(run_dir):
     result = train_net(
         "--config-file",
@@ -134,6 +137,7 @@ def test_resume_continues_from_the_saved_iteration(run_dir):
     assert final["iteration"] == 3
 
 
+@pytest.mark.slow
 def test_missing_coco_gives_a_clear_error(tmp_path):
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path))
     result = train_net("--config-file", "configs/mask_rcnn_dct_R50_FPN_scratch.yaml", "MODEL.DEVICE", "cpu", env=env)
@@ -144,12 +148,14 @@ def test_missing_coco_gives_a_clear_error(tmp_path):
     assert "configs/demo/mask_rcnn_dct_demo.yaml" in result.stderr
 
 
+@pytest.mark.slow
 def test_unregistered_dataset_gives_a_clear_error():
     result = train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "DATASETS.TRAIN", "('nope',)")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "dataset 'nope' is not registered" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_channel_selection_gives_a_clear_error():
     result = train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANNELS", "25")
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -163,12 +169,14 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_config_that_cannot_learn_is_refused_naming_both_fixes():
     message = one_line_error(train_net("--config-file", "configs/mask_rcnn_dct_R50_FPN.yaml", "MODEL.DEVICE", "cpu"))
     assert "MODEL.RESNETS.NORM is FrozenBN and MODEL.WEIGHTS is empty" in message
     assert "MODEL.WEIGHTS" in message and "mask_rcnn_dct_R50_FPN_scratch.yaml" in message
 
 
+@pytest.mark.slow
 def test_an_unknown_config_key_names_the_closest_ones():
     message = one_line_error(
         train_net("--config-file", "configs/demo/mask_rcnn_dct_demo.yaml", "MODEL.DCT.CHANELS", "24")
@@ -178,6 +186,7 @@ def test_an_unknown_config_key_names_the_closest_ones():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_stops_before_any_work(tmp_path):
     message = one_line_error(
@@ -189,6 +198,7 @@ def test_cuda_without_a_gpu_stops_before_any_work(tmp_path):
     assert not (tmp_path / "dct_stats.json").exists()
 
 
+@pytest.mark.slow
 def test_configs_are_found_by_name_from_any_folder(tmp_path):
     result = subprocess.run(
         [

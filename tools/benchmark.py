@@ -31,7 +31,8 @@ noise hits every variant alike:
   ``Instances``, same photos, same test size;
 - with ``--device cuda``: images/s from a DataLoader (workers, pinned memory) to the GPU.
 
-Prints a markdown table and writes it with the raw figures as JSON to ``--output``.
+Prints a markdown table and writes it with the raw figures as JSON to ``--output``;
+``--summarize RUN/benchmark.json ...`` prints the median and range of several such runs.
 Ratios are what to read; absolute times on shared machines are noise.
 """
 
@@ -467,7 +468,20 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--memory-probe", type=int, choices=[0, 1], help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="JSON",
+        help="instead of measuring, print the median (and range) of earlier runs' benchmark.json records",
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        missing = [path for path in args.summarize if not os.path.isfile(path)]
+        if missing:
+            print(f"--summarize: no such file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        print(summarize(args.summarize))
+        return 0
     quiet_known_warnings()
     if args.memory_probe is not None:  # one probe, in the fresh process bench_memory started
         print(json.dumps(memory_probe(photos(0, args.images), args.memory_probe, args.memory, args.lsj_size)))
@@ -475,22 +489,12 @@ def main(argv=None) -> int:
     return run(args)
 
 
-def run(args) -> int:
-    """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
-    missing = [path for path in args.images or [] if not os.path.isfile(path)]
-    if missing:
-        print(f"--images: no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    dicts = photos(args.demo_images, args.images)
-    host = f"{describe_machine()}; CPU transform: {kernel_routines()}"
-    print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
-    variants = mapper_variants(args.channels, args.wires)
-    lsj = lsj_variants(args.lsj_size) if args.lsj_size else []
-    mappers = bench_mappers(dicts, variants + lsj, args.rounds)
-    report = {"machine": host, "images": [d["file_name"] for d in dicts], "mappers": {}}
+def mapper_lines(mappers: dict, variants: list, lsj: list, report: dict, args) -> list:
+    """The mapper tables (ratios to the stock mapper and to the decode alone), their figures put into
+    ``report["mappers"]``."""
     decode_time = mappers[DECODE_ONLY][0]
     lines = [
-        f"Machine: {report['machine']}. {len(dicts)} JPEGs, {args.rounds} interleaved rounds, one thread, "
+        f"Machine: {report['machine']}. {len(report['images'])} JPEGs, {args.rounds} interleaved rounds, one thread, "
         "median per image.",
         "",
         "| mapper | ms per image | images/s per core | vs stock | vs decode alone | bytes per sample | vs stock |",
@@ -522,6 +526,55 @@ def run(args) -> int:
                 f"| {name} | {seconds * 1e3:.2f} | {1 / seconds:.1f} | {stock_time / seconds:.2f}x "
                 f"| {seconds / decode_time:.2f}x | {nbytes / 1e6:.2f} MB | {nbytes / stock_bytes:.2f}x |"
             )
+
+    return lines
+
+
+SUMMARIZED = ("seconds_per_image", "throughput_vs_stock", "time_vs_decode", "bytes_per_sample")
+
+
+def summarize(records: list) -> str:
+    """Several runs' ``benchmark.json`` (paths) as one table: for each mapper row that every run has, the
+    median over the runs of its time, its speed against the stock mapper and its time against the
+    decode alone, with their lowest and highest in brackets."""
+    runs = []
+    for path in records:
+        with open(path) as f:
+            runs.append(json.load(f))
+    names = [n for n in runs[0]["mappers"] if all(n in r["mappers"] for r in runs)]
+    machines = sorted({r["machine"] for r in runs})
+    lines = [
+        f"Median of {len(runs)} runs ({', '.join(records)}); machine: {'; '.join(machines)}.",
+        "",
+        "| mapper | ms per image | vs stock mapper | vs decode alone | bytes per sample |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        figures = {key: sorted(r["mappers"][name][key] for r in runs) for key in SUMMARIZED}
+        ms, speed, decode = (figures[k] for k in SUMMARIZED[:3])
+        lines.append(
+            f"| {name} | {statistics.median(ms) * 1e3:.2f} ({ms[0] * 1e3:.2f}-{ms[-1] * 1e3:.2f}) "
+            f"| {statistics.median(speed):.2f}x ({speed[0]:.2f}-{speed[-1]:.2f}) "
+            f"| {statistics.median(decode):.2f}x ({decode[0]:.2f}-{decode[-1]:.2f}) "
+            f"| {statistics.median(figures['bytes_per_sample']) / 1e6:.2f} MB |"
+        )
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
+    missing = [path for path in args.images or [] if not os.path.isfile(path)]
+    if missing:
+        print(f"--images: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    dicts = photos(args.demo_images, args.images)
+    host = f"{describe_machine()}; CPU transform: {kernel_routines()}"
+    print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
+    variants = mapper_variants(args.channels, args.wires)
+    lsj = lsj_variants(args.lsj_size) if args.lsj_size else []
+    mappers = bench_mappers(dicts, variants + lsj, args.rounds)
+    report = {"machine": host, "images": [d["file_name"] for d in dicts], "mappers": {}}
+    lines = mapper_lines(mappers, variants, lsj, report, args)
 
     if args.memory > 0:
         if not args.lsj_size:
