@@ -320,9 +320,11 @@ def test_detectron2s_own_lazy_tool_trains_evaluates_and_reloads_the_demo(tmp_pat
     """Detectron2's tool builds and trains the model without measuring the training set (freqdet's tool
     does that, where training starts): the model keeps the shipped statistics, which its checkpoint carries."""
     tool = detectron2_lazy_tool(tmp_path)
-    quick = [
+    quick = [  # the evaluation of the 100 validation images, cheaper: smaller images, fewer proposals
         "model.roi_heads.box_predictor.test_score_thresh=0.0",
         "model.roi_heads.box_predictor.test_topk_per_image=3",
+        "model.proposal_generator.post_nms_topk=[500,30]",
+        "dataloader.test.mapper.augmentations.0.short_edge_length=128",
     ]
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
     trained = run_lazy_tool(
