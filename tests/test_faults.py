@@ -545,11 +545,16 @@ def test_a_signal_during_an_evaluation_stops_it_at_once_and_saves_its_step(tmp_p
     assert ("evaluation finished", 5) not in calls
 
 
+def ended_pid() -> int:
+    """The PID of a process that has ended (a save it made would be a leftover)."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(ended.stdout)
+
+
 def test_leftovers_of_interrupted_saves_are_removed_and_no_others(tmp_path):
     from freqdet.atomic_write import remove_leftovers
 
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    gone, alive = int(ended.stdout), os.getppid()
+    gone, alive = ended_pid(), os.getppid()
     names = [f"model_0000009.pth.tmp-{gone}", f"last_checkpoint.tmp-{os.getpid()}", f"model_final.pth.tmp-{alive}"]
     names += [f"notes.txt.tmp-{gone}", "model_0000001.pth"]
     for name in names:
@@ -561,8 +566,7 @@ def test_leftovers_of_interrupted_saves_are_removed_and_no_others(tmp_path):
 
 @pytest.mark.slow
 def test_a_leftover_of_an_interrupted_save_does_not_fill_the_disk(small_disk, two_checkpoints):
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    leftover = small_disk / f"model_0000005.pth.tmp-{int(ended.stdout)}"
+    leftover = small_disk / f"model_0000005.pth.tmp-{ended_pid()}"
     shutil.copy(two_checkpoints / "model_final.pth", leftover)  # a save killed at its last byte
     args = [*SMALL, "SOLVER.MAX_ITER", "1", "SOLVER.CHECKPOINT_PERIOD", "1000", "OUTPUT_DIR", str(small_disk)]
     result = train_net(*args)

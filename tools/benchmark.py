@@ -561,6 +561,38 @@ def summarize(records: list) -> str:
     return "\n".join(lines)
 
 
+def train_step_lines(args, report: dict) -> list:
+    """The train-step comparison's table, its figures put into ``report["train_step"]``."""
+    steps = bench_train_step(args.device, args.train_size, args.train_steps)
+    stock = steps["stock R50-FPN (RGB)"]
+    report["train_step"] = {"size": args.train_size, "device": args.device, "seconds": steps}
+    lines = [
+        "",
+        f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} "
+        "| ms/step | vs stock |",
+        "|---|---:|---:|",
+    ]
+    return lines + [f"| {name} | {s * 1e3:.1f} | {s / stock:.2f}x |" for name, s in steps.items()]
+
+
+def predict_lines(paths: list, args, report: dict) -> list:
+    """The inference comparison's table, its figures put into ``report["predict"]``."""
+    predicted = bench_predictors(paths, args.predict_rounds, args.device, tuple(args.predict_size))
+    stock = next(iter(predicted.values()))[0]
+    report["predict"] = {
+        name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()
+    }
+    lines = [
+        "",
+        f"| Faster R-CNN inference, file to Instances, test size {args.predict_size[0]} / {args.predict_size[1]}, "
+        f"one thread, {args.device} | ms/image | speed vs stock | detections/image |",
+        "|---|---:|---:|---:|",
+    ]
+    return lines + [
+        f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()
+    ]
+
+
 def run(args) -> int:
     """The comparisons ``main`` asked for; prints the tables and writes them under ``args.output``."""
     missing = [path for path in args.images or [] if not os.path.isfile(path)]
@@ -592,33 +624,9 @@ def run(args) -> int:
         lines += stage_lines(table)
 
     if args.train_steps > 0:
-        steps = bench_train_step(args.device, args.train_size, args.train_steps)
-        stock = steps["stock R50-FPN (RGB)"]
-        report["train_step"] = {"size": args.train_size, "device": args.device, "seconds": steps}
-        lines += [
-            "",
-            f"| Mask R-CNN train step, {args.train_size[0]}x{args.train_size[1]} px, batch 2, {args.device} "
-            "| ms/step | vs stock |",
-            "|---|---:|---:|",
-        ]
-        lines += [f"| {name} | {s * 1e3:.1f} | {s / stock:.2f}x |" for name, s in steps.items()]
-
+        lines += train_step_lines(args, report)
     if args.predict_rounds > 0:
-        paths = [d["file_name"] for d in dicts]
-        predicted = bench_predictors(paths, args.predict_rounds, args.device, tuple(args.predict_size))
-        stock = next(iter(predicted.values()))[0]
-        report["predict"] = {
-            name: {"seconds_per_image": sec, "detections_per_image": det} for name, (sec, det) in predicted.items()
-        }
-        lines += [
-            "",
-            f"| Faster R-CNN inference, file to Instances, test size {args.predict_size[0]} / {args.predict_size[1]}, "
-            f"one thread, {args.device} | ms/image | speed vs stock | detections/image |",
-            "|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {name} | {sec * 1e3:.1f} | {stock / sec:.2f}x | {det:.0f} |" for name, (sec, det) in predicted.items()
-        ]
+        lines += predict_lines([d["file_name"] for d in dicts], args, report)
 
     if args.device == "cuda":
         picked = [v for v in variants if v[0].startswith(("stock", "DCT-24"))]

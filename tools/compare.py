@@ -310,16 +310,8 @@ def elapsed(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(seconds)))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", required=True, help="config files to compare")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per config, with SEED 0..N-1")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: cores / jobs)")
-    parser.add_argument("--output", default="output/compare")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run, KEY VALUE pairs")
-    args = parser.parse_args(argv)
-
+def check_arguments(args) -> None:
+    """Exit with one line where the configs, --seeds or --jobs cannot be run."""
     for config in args.configs:
         if not os.path.isfile(config):
             sys.exit(
@@ -332,16 +324,11 @@ def main(argv=None) -> int:
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         sys.exit(f"error: configs share the file name {clashes}, which names their run folders: rename one")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = args.threads or max(1, cores // args.jobs)
-    seeds = list(range(args.seeds))
-    try:
-        runs = [Run(config, seed, args.output, args.opts) for seed in seeds for config in args.configs]
-        results = {r: result for r in runs if (result := r.finished()) is not None}
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    os.makedirs(args.output, exist_ok=True)
-    header = {
+
+
+def report_header(args, argv, seeds: list, threads: int) -> dict:
+    """What the report records of the comparison: the command, when, where, and its settings."""
+    return {
         "command": shlex.join(
             [
                 os.path.relpath(sys.argv[0]) if argv is None else "tools/compare.py",
@@ -356,6 +343,29 @@ def main(argv=None) -> int:
         "jobs": args.jobs,
         "threads_per_run": threads,
     }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", required=True, help="config files to compare")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per config, with SEED 0..N-1")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: cores / jobs)")
+    parser.add_argument("--output", default="output/compare")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run, KEY VALUE pairs")
+    args = parser.parse_args(argv)
+
+    check_arguments(args)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = args.threads or max(1, cores // args.jobs)
+    seeds = list(range(args.seeds))
+    try:
+        runs = [Run(config, seed, args.output, args.opts) for seed in seeds for config in args.configs]
+        results = {r: result for r in runs if (result := r.finished()) is not None}
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    os.makedirs(args.output, exist_ok=True)
+    header = report_header(args, argv, seeds, threads)
     todo = [r for r in runs if r not in results]
     print(
         f"{len(runs)} runs ({len(args.configs)} configs x seeds {seeds}) in {args.output}: {len(results)} finished "

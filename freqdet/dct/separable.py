@@ -353,9 +353,8 @@ def separable_dct(
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-    _refuse_non_finite(images)
     selection = resolve_channels(channels, pattern)
-    if _banded is not None and images.device.type == "cpu":
+    if _banded is not None and images.device.type == "cpu":  # the kernel refuses non-finite pixels itself
         pixels = images if images.dtype in (torch.uint8, torch.float32) else images.float()
         pixels = pixels.permute(0, 2, 3, 1)  # (N, H, W, 3) views; a decoded image's own layout
         grid, plans = _plans(*images.shape[-2:], selection, input_format, geometry, luma_upscale, steps)
@@ -363,6 +362,7 @@ def separable_dct(
         for n in range(images.shape[0]):
             _run_kernel(pixels[n].numpy(), plans, out[n].numpy())
         return out
+    _refuse_non_finite(images)
     wanted = _wanted(selection)
     rows, cols, grid = _axes(*images.shape[-2:], geometry, luma_upscale)
     out = _empty((images.shape[0], len(selection), *grid), dtype, images.device)
@@ -387,7 +387,7 @@ def image_dct(
 ) -> torch.Tensor:
     """One (H, W, 3) image as decoded (uint8 or float, any strides: flips, crops) -> (C, ceil(h/4),
     ceil(w/4)): :func:`separable_dct` of it, on the CPU. With the C kernel this is a single call
-    into it, whose plans are cached per image size and geometry: what a data loader runs per image."""
+    into it, on operators cached per image size and geometry: what a data loader runs per image."""
     selection = resolve_channels(channels)
     if _banded is None:
         if not image.flags.writeable or min(image.strides) < 0:  # torch takes neither

@@ -76,6 +76,7 @@ class InterruptionHook(HookBase):
         self._in_step = False
         self._saving = False
         self._first_at = 0.0
+        self._tracking = False
 
     def _handle(self, signum, frame):
         if os.getpid() != self._pid:  # a data-loader worker forked with the handler: it finishes its work
@@ -118,11 +119,14 @@ class InterruptionHook(HookBase):
             self.completed = trainer.iter
 
         trainer.run_step = tracked_step
+        self._tracking = True
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
 
     def after_train(self):
-        del self.trainer.run_step  # the class's own again
+        if self._tracking:  # not if an earlier hook's before_train raised
+            del self.trainer.run_step  # the class's own again
+            self._tracking = False
         if self.signum is None:  # else kept until the checkpoint is written (stop)
             self._restore()
 
