@@ -104,6 +104,8 @@ setup(
     extras_require={
         # --preprocess official: the release's validation pipeline resizes with OpenCV.
         "official": ["opencv-python-headless"],
+        # tools/export_model.py's ONNX files and freqdet.deploy's ONNX Runtime.
+        "deploy": ["onnx", "onnxruntime"],
         "test": [
             "pytest",
             "pytest-timeout",

@@ -7,7 +7,7 @@
 #   3. torch 2.14.1 + torchvision 0.29.1 unless the environment already has torch;
 #   4. Detectron2: the importable one if there is one, else the fallback in
 #      tools/d2_fallback/ (Detectron2 0.6's Python sources, no C++ extension);
-#   5. freqdet itself (pip install -e .[test]) with PyTurboJPEG matched to the library, and
+#   5. freqdet itself (pip install -e .[test,deploy]) with PyTurboJPEG matched to the library, and
 #      its two small C extensions: the JPEG coefficient reader (libjpeg's headers installed
 #      when root) and the frequency transform's CPU kernel.
 set -euo pipefail
@@ -148,7 +148,7 @@ main() {
     "$PY" -W ignore "$ROOT/tools/d2_fallback/install.py" --cache "$VENV/cache" --download-only \
       || log "WARNING: could not download Detectron2's source; the tests of its lazyconfig tool will fail"
   fi
-  pip_install --no-build-isolation -e "$ROOT[test]"
+  pip_install --no-build-isolation -e "$ROOT[test,deploy]"
   "$PY" -W ignore -c 'import freqdet, detectron2, torch' || { log "ERROR: the environment does not import"; exit 1; }
   local d2 summary
   d2=$("$PY" -W ignore -c 'import detectron2, os; print(detectron2.__version__, "at", os.path.dirname(detectron2.__file__))')

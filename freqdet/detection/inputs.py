@@ -91,9 +91,16 @@ def shipped_bytes(x: Dict) -> int:
 
 
 def pixel_size(x: Dict) -> Tuple[int, int]:
-    """(H, W) in pixels of the image the input describes, after its geometry."""
-    if IMAGE_SIZE in x:
-        return tuple(int(s) for s in x[IMAGE_SIZE])
+    """(H, W) in pixels of the image the input describes, after its geometry.
+
+    While ``torch.jit.trace`` records an exported graph (:mod:`freqdet.detection.export`),
+    ``image_size`` is a tensor input of the graph and its elements stay tensors, so the graph
+    computes with the size it is given, not the sample's."""
+    size = x.get(IMAGE_SIZE)
+    if isinstance(size, torch.Tensor) and torch.jit.is_tracing():
+        return size[0], size[1]
+    if size is not None:
+        return tuple(int(s) for s in size)
     if IMAGE in x:
         return pixels_geometry(x).output_size(*x[IMAGE].shape[-2:])
     raise KeyError("an input with 'dct' also needs 'image_size', its (H, W) in pixels")
@@ -117,7 +124,10 @@ def coefficients(x: Dict, channels: Sequence[int], device, input_format: str, wi
 
 def check_grid(x: Dict, cells: Tuple[int, int]) -> None:
     """ValueError if an input's ``image_size`` does not match its grid of ``cells`` (or, for a
-    padded input, does not fit in it)."""
+    padded input, does not fit in it). Not checked while tracing: the exported graph's caller
+    (:mod:`freqdet.deploy`) checks its inputs."""
+    if torch.jit.is_tracing():
+        return
     h, w = pixel_size(x)
     needed = grid_size(h, w)
     fits = all(n <= c for n, c in zip(needed, cells)) if x.get(PADDED) else needed == tuple(cells)

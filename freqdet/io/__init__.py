@@ -13,7 +13,7 @@
 """
 
 from .coefficients import JpegCoefficients, decode_jpeg_coefficients, read_jpeg_coefficients
-from .header import MAX_IMAGE_PIXELS, ImageDecodeError
+from .header import MAX_IMAGE_PIXELS, ImageDecodeError, InMemory
 from .pixels import FORMATS, read_image
 from .planes import YCbCrPlanes, read_planes
 
@@ -21,6 +21,7 @@ __all__ = [
     "FORMATS",
     "MAX_IMAGE_PIXELS",
     "ImageDecodeError",
+    "InMemory",
     "JpegCoefficients",
     "decode_jpeg_coefficients",
     "read_image",

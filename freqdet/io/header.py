@@ -28,8 +28,24 @@ class ImageDecodeError(ValueError):
         super().__init__(f"cannot decode image {self.path!r}: {reason}")
 
 
+class InMemory:
+    """An encoded image held in memory (a file's bytes), read wherever a path is: ``read_image``,
+    ``read_planes``; ``name`` stands for the path in errors."""
+
+    def __init__(self, data: bytes, name: str = "<bytes in memory>"):
+        self.data, self.name = bytes(data), name
+
+    def __str__(self) -> str:
+        return self.name
+
+
 def read_bytes(path) -> bytes:
-    """The whole file; ImageDecodeError if it cannot be read or is empty."""
+    """The whole file (or an :class:`InMemory`'s bytes); ImageDecodeError if it cannot be read or is empty."""
+    if isinstance(path, InMemory):
+        data = path.data
+        if not data:
+            raise ImageDecodeError(path, "the image is empty (0 bytes)")
+        return data
     try:
         with open(path, "rb") as f:
             data = f.read()

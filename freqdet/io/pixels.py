@@ -163,7 +163,7 @@ def read_image(
     else:
         _warn_once(
             "not-jpeg",
-            f"freqdet: {os.fspath(path)!r} is not a JPEG; non-JPEG images are decoded with Pillow "
+            f"freqdet: {str(path)!r} is not a JPEG; non-JPEG images are decoded with Pillow "
             "(this warning is shown once).",
         )
     return _decode_pillow(data, path, format, max_pixels)

@@ -1,0 +1,244 @@
+"""Export a trained detector to TorchScript or ONNX, taking what crosses the bus.
+
+The exported graph of a DCT detector takes the wire coefficients of one image, ``dct``
+``(C, ceil(h/4), ceil(w/4))`` in the dtype it was trained on, and ``image_size``, ``(h, w)``
+int64, the size in pixels of the resized image they describe. Inside the graph: the wire's
+decoding, the per-channel normalization, padding on the DCT grid, the network and
+Detectron2's inference up to its post-processing. The outputs are the detections in the
+resized image's pixels (``boxes`` x0 y0 x1 y1, ``scores``, ``classes``; ``mask_probs``
+``(N, 1, M, M)`` and ``keypoints`` ``(N, K, 3)`` where the model has those heads);
+Detectron2 applies its ``detector_postprocess`` (boxes scaled to the file, masks pasted)
+outside its models, and so does :mod:`freqdet.deploy`. An RGB ``GeneralizedRCNN`` (the
+baseline) exports the same way with ``image`` ``(3, h, w)`` uint8 pixels as its input.
+
+The graphs are traced: ``torch.jit.trace`` records one run on a sample, with the image size a
+tensor input (:func:`freqdet.detection.inputs.pixel_size`) and every size computed from it, so
+the graph runs on images of any size. The metadata (:func:`export_metadata`: the channel
+selection, the wire dtype, the statistics and where they came from, the test resize, the class
+names, freqdet's version) is stored in the file, where :func:`freqdet.deploy.load` reads it.
+"""
+
+import json
+import os
+import warnings
+from contextlib import ExitStack, contextmanager
+from unittest import mock
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..deploy import METADATA_KEY, image_size_tensor
+from .meta_arch import DCTInput
+
+FORMATS = ("torchscript", "onnx")
+METHODS = ("tracing", "scripting")
+FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+ONNX_OPSET = 17
+
+
+def refusal(cfg, model: nn.Module, method: str, fmt: str) -> Optional[str]:
+    """Why this model or config cannot be exported (one line), or None."""
+    from detectron2.modeling import GeneralizedRCNN
+
+    name = type(model).__name__
+    if method == "scripting":
+        return (
+            "--export-method scripting is not supported: the DCT input's preprocessing (wire decoding, "
+            "per-channel normalization, padding on the cell grid) reads Python dicts TorchScript cannot compile; "
+            "use --export-method tracing, whose graphs take images of any size"
+        )
+    if not isinstance(model, GeneralizedRCNN):
+        return (
+            f"{name} ({cfg.MODEL.META_ARCHITECTURE}) does not export: tools/export_model.py exports the R-CNN "
+            "family (DCTGeneralizedRCNN: Faster, Mask, keypoint and Cascade R-CNN, and RGB GeneralizedRCNN); "
+            "the dense detectors and segmentors keep their post-processing inside forward, which the graph "
+            "would bake to the sample's size"
+        )
+    if fmt == "onnx" and getattr(model.roi_heads, "keypoint_on", False):
+        return (
+            "keypoint R-CNN does not export to ONNX: Detectron2's heatmaps_to_keypoints is a scripted loop whose "
+            "indexing torch.onnx cannot convert; use --format torchscript"
+        )
+    if isinstance(model, DCTInput):
+        if cfg.INPUT.DCT.SOURCE == "jpeg":
+            return (
+                "INPUT.DCT.SOURCE 'jpeg' does not export: the graph takes coefficients on the training grid, "
+                "which freqdet.deploy computes from the file's planes; export the same weights with "
+                "INPUT.DCT.SOURCE planes"
+            )
+        if cfg.INPUT.DCT.PREPROCESS == "release":
+            return (
+                "INPUT.DCT.PREPROCESS 'release' does not export: the release's input is padded in pixels "
+                "before its transform, which freqdet.deploy does not reproduce; use the test mapper's "
+                "geometry (INPUT.DCT.PREPROCESS freqdet)"
+            )
+    return None
+
+
+class DetectorGraph(nn.Module):
+    """One image's tensors in, the detections before ``detector_postprocess`` out (a tuple)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.dct = isinstance(model, DCTInput)
+        heads = model.roi_heads
+        self.outputs = ["boxes", "scores", "classes"]
+        if getattr(heads, "mask_on", False):
+            self.outputs.append("mask_probs")
+        if getattr(heads, "keypoint_on", False):
+            self.outputs.append("keypoints")
+        self.inputs = ["dct", "image_size"] if self.dct else ["image"]
+        self.eval()  # exporters restore the wrapper's mode afterwards, which would reach the model
+
+    def forward(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.dct:
+            x = {"dct": tensors[0], "image_size": tensors[1]}
+        else:
+            x = {"image": tensors[0]}
+        instances = self.model.inference([x], do_postprocess=False)[0]
+        fields = {
+            "boxes": lambda: instances.pred_boxes.tensor,
+            "scores": lambda: instances.scores,
+            "classes": lambda: instances.pred_classes,
+            "mask_probs": lambda: instances.pred_masks,
+            "keypoints": lambda: instances.pred_keypoints,
+        }
+        return tuple(fields[name]() for name in self.outputs)
+
+
+def sample_tensors(model: nn.Module, mapped: Dict) -> Tuple[torch.Tensor, ...]:
+    """The graph's inputs from a test mapper's output for one image."""
+    if isinstance(model, DCTInput):
+        return mapped["dct"], image_size_tensor(mapped["image_size"])
+    return (mapped["image"],)
+
+
+def export_metadata(cfg, model: nn.Module, graph: DetectorGraph, statistics_source: str, fmt: str) -> Dict:
+    """What a server needs besides the graph: its inputs and outputs, the test resize, the input
+    (channels, wire dtype, statistics), the class names and freqdet's version."""
+    from detectron2.data import MetadataCatalog
+
+    names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
+    catalog = MetadataCatalog.get(names[0]) if names else None
+    meta = {
+        "freqdet_version": __version__,
+        "format": fmt,
+        "architecture": cfg.MODEL.META_ARCHITECTURE,
+        "inputs": graph.inputs,
+        "outputs": graph.outputs,
+        "input_format": cfg.INPUT.FORMAT,
+        "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
+        "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
+        "mask_threshold": 0.5,
+        "score_threshold": float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST),
+        "thing_classes": list(catalog.get("thing_classes", [])) if catalog is not None else [],
+        "thing_dataset_id_to_contiguous_id": {
+            str(k): v for k, v in (catalog.get("thing_dataset_id_to_contiguous_id", {}) if catalog else {}).items()
+        },
+    }
+    if isinstance(model, DCTInput):
+        norm = model.normalization
+        meta.update(
+            channels=list(model.channels),
+            wire_dtype=model.wire_dtype,
+            source=cfg.INPUT.DCT.SOURCE,
+            statistics={
+                "source": statistics_source,
+                "mean": norm.mean.flatten().tolist(),
+                "std": norm.std.flatten().tolist(),
+            },
+        )
+    else:
+        meta.update(pixel_mean=list(cfg.MODEL.PIXEL_MEAN), pixel_std=list(cfg.MODEL.PIXEL_STD))
+    return meta
+
+
+def statistics_source(cfg, weights_state: Optional[Dict]) -> str:
+    """Where a DCT model's normalization came from, in words."""
+    if weights_state is not None and "normalization.mean" in weights_state:
+        return f"the weights file {cfg.MODEL.WEIGHTS}"
+    if len(cfg.MODEL.DCT.MEAN):
+        return "cfg.MODEL.DCT.MEAN/STD"
+    if cfg.MODEL.DCT.STATS_FILE:
+        return f"cfg.MODEL.DCT.STATS_FILE {cfg.MODEL.DCT.STATS_FILE}"
+    return "freqdet's statistics of natural photographs (the model was never trained)"
+
+
+# Detectron2's modules that split a batch's detections per image by counts taken with len().
+_SPLITTING_MODULES = (
+    "detectron2.modeling.roi_heads.fast_rcnn",
+    "detectron2.modeling.roi_heads.mask_head",
+    "detectron2.modeling.roi_heads.keypoint_head",
+)
+
+
+@contextmanager
+def traced_lengths():
+    """While exporting: ``len()`` in the modules that split detections per image calls
+    ``__len__``, which under the tracer stays a value of the graph, so the number of proposals
+    and detections is not fixed to the sample's (builtin ``len`` would make it a constant)."""
+    with ExitStack() as stack:
+        for module in _SPLITTING_MODULES:
+            stack.enter_context(mock.patch(f"{module}.len", side_effect=lambda obj: obj.__len__(), create=True))
+        yield
+
+
+@contextmanager
+def quiet_tracer():
+    """Without the tracer's warnings about Python values in Detectron2's code: each is a check
+    or a branch that holds for every input (asserts on shapes, class-agnostic heads), and the
+    sizes that vary are tensors of the graph."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        yield
+
+
+def trace(graph: DetectorGraph, sample: Tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` of the graph on one sample (sizes stay inputs of the graph)."""
+    with torch.no_grad(), quiet_tracer(), traced_lengths():
+        return torch.jit.trace(graph, sample, check_trace=False)
+
+
+def save_torchscript(graph: DetectorGraph, sample, path: str, metadata: Dict) -> None:
+    """The traced graph, its metadata in the file as ``freqdet.json``."""
+    torch.jit.save(trace(graph, sample), path, _extra_files={METADATA_KEY: json.dumps(metadata)})
+
+
+def save_onnx(graph: DetectorGraph, sample, path: str, metadata: Dict) -> None:
+    """The graph through ``torch.onnx.export``'s tracer (opset 17), the image size and the number of
+    detections dynamic, the metadata in the model's ``metadata_props`` as ``freqdet.json``."""
+    import onnx
+
+    dynamic = {"dct": {1: "rows", 2: "columns"}} if graph.dct else {"image": {1: "height", 2: "width"}}
+    dynamic.update({name: {0: "detections"} for name in graph.outputs})
+    with torch.no_grad(), quiet_tracer(), traced_lengths():
+        torch.onnx.export(
+            graph,
+            sample,
+            path,
+            input_names=graph.inputs,
+            output_names=graph.outputs,
+            dynamic_axes=dynamic,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load(path)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    onnx.save(proto, path)
+
+
+def export(cfg, model: nn.Module, sample: Tuple[torch.Tensor, ...], fmt: str, path: str, metadata: Dict) -> str:
+    """Write ``model`` (eval mode, weights loaded) as ``fmt`` to ``path``; returns the path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
+    graph = DetectorGraph(model.eval())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    (save_onnx if fmt == "onnx" else save_torchscript)(graph, sample, path, metadata)
+    return path
+
+
