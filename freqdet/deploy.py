@@ -23,6 +23,7 @@ re-done in numpy; ONNX Runtime itself needs no torch.
 
 import json
 import os
+import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -121,10 +122,13 @@ def postprocess(outputs: Dict[str, np.ndarray], resized: Tuple[int, int], size: 
 
 
 class _OnnxGraph:
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: Optional[int]):
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ValueError(f"{path!r} holds no freqdet metadata: export it with tools/export_model.py")
@@ -138,7 +142,9 @@ class _OnnxGraph:
 class _TorchScriptGraph:
     def __init__(self, path: str):
         extra = {METADATA_KEY: ""}
-        self.module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():  # torch 2.9+ marks TorchScript deprecated
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated")
+            self.module = torch.jit.load(path, map_location="cpu", _extra_files=extra)
         if not extra[METADATA_KEY]:
             raise ValueError(f"{path!r} holds no freqdet metadata: export it with tools/export_model.py")
         self.metadata = json.loads(extra[METADATA_KEY])
@@ -215,12 +221,13 @@ class DeployedModel:
         return postprocess(self.run(tensors), resized, size, self.metadata["mask_threshold"])
 
 
-def load(path: Union[str, os.PathLike]) -> DeployedModel:
-    """The exported model at ``path``: ``.onnx`` through ONNX Runtime, else TorchScript."""
+def load(path: Union[str, os.PathLike], threads: Optional[int] = None) -> DeployedModel:
+    """The exported model at ``path``: ``.onnx`` through ONNX Runtime (``threads``: its thread pools'
+    size; None: ONNX Runtime's default), else TorchScript (on torch's threads)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no exported model at {path!r}: write one with tools/export_model.py")
-    graph = _OnnxGraph(path) if path.endswith(".onnx") else _TorchScriptGraph(path)
+    graph = _OnnxGraph(path, threads) if path.endswith(".onnx") else _TorchScriptGraph(path)
     model = DeployedModel(graph)
     if model.dct and model.wire_dtype not in WIRE_DTYPES:
         raise ValueError(f"{path!r}: unknown wire dtype {model.wire_dtype!r} in its metadata")

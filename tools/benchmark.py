@@ -29,7 +29,11 @@ noise hits every variant alike:
 - inference, one thread: ``freqdet.DCTPredictor`` (DCT-24 R50-FPN) against Detectron2's
   ``DefaultPredictor`` (RGB R50-FPN), Faster R-CNN, time per image from the file to
   ``Instances``, same photos, same test size;
-- with ``--device cuda``: images/s from a DataLoader (workers, pinned memory) to the GPU.
+- with ``--device cuda``: images/s from a DataLoader (workers, pinned memory) to the GPU;
+- ``--deploy`` (instead of all the above): file to detections, one thread, for exported models
+  (``freqdet.detection.export``) served by ``freqdet.deploy``: the DCT-24 Faster R-CNN under ONNX
+  Runtime against the same model in PyTorch (``DCTPredictor``) and Detectron2's RGB twin exported
+  and served the same way (and in PyTorch, ``DefaultPredictor``), with the bytes that enter each graph.
 
 Prints a markdown table and writes it with the raw figures as JSON to ``--output``;
 ``--summarize RUN/benchmark.json ...`` prints the median and range of several such runs.
@@ -43,6 +47,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -428,6 +433,77 @@ def bench_loader_to_gpu(dicts, variants, workers: int, epochs: int):
     return results
 
 
+def exported(cfg, folder: str, sample: str):
+    """``cfg``'s model (weights as built) exported to ONNX in ``folder``, loaded by freqdet.deploy (one thread)."""
+    import freqdet.deploy
+    from freqdet.detection import export
+    from freqdet.detection.mapper import build_mapper
+
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    mapped = build_mapper(cfg, is_train=False)({"file_name": sample})
+    graph = export.DetectorGraph(model)
+    metadata = export.export_metadata(cfg, model, graph, export.statistics_source(cfg, None), "onnx")
+    path = export.export(cfg, model, export.sample_tensors(model, mapped), "onnx", f"{folder}/model.onnx", metadata)
+    return freqdet.deploy.load(path, threads=1)
+
+
+def bench_deploy(paths, rounds: int, test_size, folder: str):
+    """Median seconds per image from the file to detections and the bytes entering the network, per
+    route: exported DCT-24 and RGB Faster R-CNN R50-FPN under ONNX Runtime (freqdet.deploy), and the
+    same models in PyTorch (the settings of :func:`bench_predictors`), one thread."""
+    torch.set_num_threads(1)
+    calls, graph_bytes = {}, {}
+    for kind, config, make in (("DCT-24", "faster_rcnn_dct_R50_FPN.yaml", DCTPredictor),
+                               ("RGB", "faster_rcnn_rgb_R50_FPN.yaml", DefaultPredictor)):  # fmt: skip
+        cfg = base_cfg(config, "cpu")
+        cfg.MODEL.WEIGHTS, cfg.MODEL.RESNETS.STRIDE_IN_1X1 = "", False
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0.0, 2
+        cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]
+        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = test_size
+        deployed = exported(cfg, os.path.join(folder, kind), paths[0])
+        torch.manual_seed(0)
+        predictor = make(cfg)
+        name = f"{kind} R50-FPN"
+        calls[f"freqdet.deploy, ONNX Runtime, {name}"] = deployed
+        calls[f"PyTorch ({make.__name__}), {name}"] = (
+            predictor if make is DCTPredictor else (lambda p, s=predictor: s(detectron2_read_image(p, format="BGR")))
+        )
+        graph_bytes[kind] = statistics.mean(
+            sum(t.numel() * t.element_size() for t in deployed.inputs(p)[0]) for p in paths
+        )
+    times = {name: [] for name in calls}
+    for call in calls.values():
+        call(paths[0])  # warm-up
+    for r in range(rounds):
+        for name, call in list(calls.items()) if r % 2 == 0 else list(calls.items())[::-1]:
+            for path in paths:
+                start = time.perf_counter()
+                call(path)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, graph_bytes
+
+
+def deploy_lines(paths: list, args, report: dict) -> list:
+    """The deploy comparison's table, its figures put into ``report["deploy"]``."""
+    with tempfile.TemporaryDirectory(prefix="freqdet-deploy-") as folder:  # the exported files (~150 MB each)
+        seconds, graph_bytes = bench_deploy(paths, args.predict_rounds, tuple(args.predict_size), folder)
+    base = seconds["PyTorch (DCTPredictor), DCT-24 R50-FPN"]
+    report["deploy"] = {"seconds_per_image": seconds, "bytes_into_the_network": graph_bytes}
+    lines = [
+        f"Machine: {report['machine']}. {len(paths)} JPEGs, {args.predict_rounds} interleaved rounds, one thread, "
+        "median per image; random weights, score threshold 0.",
+        "",
+        f"| Faster R-CNN, file to detections, test size {args.predict_size[0]} / {args.predict_size[1]} | ms/image "
+        "| speed vs PyTorch DCT-24 | bytes into the network |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, sec in seconds.items():
+        kind = "DCT-24" if "DCT-24" in name else "RGB"
+        lines.append(f"| {name} | {sec * 1e3:.1f} | {base / sec:.2f}x | {graph_bytes[kind] / 1e3:.0f} kB |")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds over the images")
@@ -465,6 +541,12 @@ def main(argv=None) -> int:
         default=0,
         metavar="N",
         help="also a loader process's resident memory over N LSJ samples, stock vs DCT-24 (e.g. 2000)",
+    )
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="instead: exported models under ONNX Runtime (freqdet.deploy) vs PyTorch, DCT-24 and RGB, file to "
+        "detections (--predict-rounds, --predict-size)",
     )
     parser.add_argument("--memory-probe", type=int, choices=[0, 1], help=argparse.SUPPRESS)
     parser.add_argument("--output", default="output/benchmark")
@@ -602,6 +684,9 @@ def run(args) -> int:
     dicts = photos(args.demo_images, args.images)
     host = f"{describe_machine()}; CPU transform: {kernel_routines()}"
     print(f"Benchmarking on {len(dicts)} JPEGs; {host}", file=sys.stderr)
+    if args.deploy:
+        report = {"machine": host, "images": [d["file_name"] for d in dicts]}
+        return write_report(deploy_lines(report["images"], args, report), report, args.output)
     variants = mapper_variants(args.channels, args.wires)
     lsj = lsj_variants(args.lsj_size) if args.lsj_size else []
     mappers = bench_mappers(dicts, variants + lsj, args.rounds)
@@ -642,14 +727,19 @@ def run(args) -> int:
         ]
         lines += [f"| {name} | {ips:.1f} | {bps / 1e6:.1f} |" for name, (ips, bps) in moved.items()]
 
+    return write_report(lines, report, args.output)
+
+
+def write_report(lines: list, report: dict, output: str) -> int:
+    """Print the tables; write them and the raw figures to ``output``."""
     table = "\n".join(lines)
     print(table)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "benchmark.json"), "w") as f:
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, "benchmark.json"), "w") as f:
         json.dump(report, f, indent=1)
-    with open(os.path.join(args.output, "benchmark.md"), "w") as f:
+    with open(os.path.join(output, "benchmark.md"), "w") as f:
         f.write(table + "\n")
-    print(f"wrote {args.output}/benchmark.json and benchmark.md", file=sys.stderr)
+    print(f"wrote {output}/benchmark.json and benchmark.md", file=sys.stderr)
     return 0
 
 

@@ -75,7 +75,9 @@ def build(args):
     model = build_model(cfg).eval()
     state = None
     if cfg.MODEL.WEIGHTS:
-        state = load_checkpoint(cfg.MODEL.WEIGHTS, trust=args.trust_checkpoint) if "://" not in cfg.MODEL.WEIGHTS else {}
+        state = (
+            load_checkpoint(cfg.MODEL.WEIGHTS, trust=args.trust_checkpoint) if "://" not in cfg.MODEL.WEIGHTS else {}
+        )
         state = state.get("model", state) if isinstance(state, dict) else None
         FreqdetCheckpointer(model, trust=args.trust_checkpoint).load(cfg.MODEL.WEIGHTS)
     else:
@@ -124,7 +126,9 @@ def main(argv=None) -> int:
         export.export(cfg, model, export.sample_tensors(model, mapped), args.format, path, metadata)
         line = compare(model, freqdet.deploy.load(path), mapped, sample)
     inputs = ", ".join(metadata["inputs"])
-    print(f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MiB): inputs {inputs}; outputs {', '.join(graph.outputs)}")
+    print(
+        f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MiB): inputs {inputs}; outputs {', '.join(graph.outputs)}"
+    )
     if "channels" in metadata:
         print(
             f"input: {len(metadata['channels'])} DCT channels {metadata['channels']}, {metadata['wire_dtype']} on the "

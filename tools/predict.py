@@ -4,6 +4,7 @@
     python tools/predict.py --config-file configs/demo/mask_rcnn_dct_demo.yaml \\
         --input photos/ 'more/*.jpg' one.jpg --output predictions/ --confidence 0.5 --json \\
         MODEL.WEIGHTS output/demo/mask_rcnn_dct_demo/model_final.pth
+    python tools/predict.py --model exported/model.onnx --input photos/ --output predictions/ --json
 
 --input takes files, folders (their image files) and glob patterns. For each image it writes
 DIR/<name>.png, the predictions drawn on the image by Detectron2's Visualizer with the class
@@ -11,6 +12,9 @@ names of the config's first test set (or of --dataset); with --json also DIR/pre
 the detections as COCO results (file name, category id and name, box [x, y, w, h] in the
 original image's pixels, score, RLE mask). Files that cannot be read are reported by name
 and skipped; the rest still get predictions. --confidence sets MODEL.ROI_HEADS.SCORE_THRESH_TEST.
+--model runs a file written by tools/export_model.py (ONNX or TorchScript) through freqdet.deploy
+instead of a config and weights: the same pictures and JSON, with the class names and the
+score threshold stored in the file (--confidence then drops detections below it).
 """
 
 import argparse
@@ -21,6 +25,7 @@ import sys
 import time
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
+import freqdet.deploy
 from freqdet.detection import DCTPredictor
 from freqdet.detection.cli import add_register_coco_argument, register_coco_datasets
 from freqdet.detection.config import load_config
@@ -29,8 +34,10 @@ from freqdet.known_warnings import quiet_known_warnings
 from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError
 
 # isort: split
-from detectron2.data import MetadataCatalog
+import torch
+from detectron2.data import Metadata, MetadataCatalog
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
 from PIL import Image
 from tqdm import tqdm
@@ -64,10 +71,64 @@ def picture_name(path, taken):
     return name
 
 
+def instances_of(detections: freqdet.deploy.Detections) -> Instances:
+    """freqdet.deploy's detections as Detectron2's Instances (for its Visualizer and COCO results)."""
+    instances = Instances(detections.image_size)
+    instances.pred_boxes = Boxes(torch.from_numpy(detections.boxes))
+    instances.scores = torch.from_numpy(detections.scores)
+    instances.pred_classes = torch.from_numpy(detections.classes)
+    if detections.masks is not None:
+        instances.pred_masks = torch.from_numpy(detections.masks)
+    if detections.keypoints is not None:
+        instances.pred_keypoints = torch.from_numpy(detections.keypoints)
+    return instances
+
+
+class ExportedPredictor:
+    """An exported model (freqdet.deploy) with DCTPredictor's predict_batch and metadata."""
+
+    def __init__(self, path, confidence=None):
+        self.model = freqdet.deploy.load(path)
+        meta = self.model.metadata
+        self.confidence = confidence
+        ids = {int(k): v for k, v in meta.get("thing_dataset_id_to_contiguous_id", {}).items()}
+        self.metadata = Metadata(name=os.path.basename(path), thing_classes=meta.get("thing_classes", []))
+        if ids:
+            self.metadata.thing_dataset_id_to_contiguous_id = ids
+        self.dct, self.mapper = self.model.dct, None
+
+    def predict_batch(self, images):
+        outputs = []
+        for image in images:
+            instances = instances_of(self.model(image))
+            if self.confidence is not None:
+                instances = instances[instances.scores >= self.confidence]
+            outputs.append({"instances": instances})
+        return outputs
+
+
+def build_predictor(args):
+    """DCTPredictor of --config-file and its weights, or ExportedPredictor of --model."""
+    if args.model:
+        if args.opts:
+            raise ValueError(f"--model takes no config overrides (got {' '.join(args.opts)})")
+        return ExportedPredictor(args.model, args.confidence)
+    if not args.config_file:
+        raise ValueError("give --config-file (with MODEL.WEIGHTS) or --model (a file of tools/export_model.py)")
+    register_coco_datasets(args.register_coco)
+    cfg = load_config(args.config_file, args.opts)
+    if args.confidence is not None:
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence
+    if not cfg.MODEL.WEIGHTS:
+        raise ValueError("no weights: add MODEL.WEIGHTS path/to/model_final.pth")
+    return DCTPredictor(cfg, trust_checkpoint=args.trust_checkpoint)
+
+
 def main(argv=None) -> int:
     quiet_known_warnings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="the model's config (a path or a freqdet config name)")
+    parser.add_argument("--config-file", help="the model's config (a path or a freqdet config name)")
+    parser.add_argument("--model", help="instead of a config: a model written by tools/export_model.py")
     parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the pictures (and predictions.json)")
     parser.add_argument(
@@ -88,13 +149,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        register_coco_datasets(args.register_coco)
-        cfg = load_config(args.config_file, args.opts)
-        if args.confidence is not None:
-            cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence
-        if not cfg.MODEL.WEIGHTS:
-            raise ValueError("no weights: add MODEL.WEIGHTS path/to/model_final.pth")
-        predictor = DCTPredictor(cfg, trust_checkpoint=args.trust_checkpoint)
+        predictor = build_predictor(args)
     except (ValueError, FileNotFoundError, UntrustedCheckpointError) as e:
         sys.exit(f"error: {e}")
     metadata = MetadataCatalog.get(args.dataset) if args.dataset else predictor.metadata
@@ -109,7 +164,9 @@ def main(argv=None) -> int:
 
     results, skipped, taken, done = [], [], set(), 0
     start = time.perf_counter()
-    files_only = predictor.dct and predictor.mapper.source == "jpeg"  # the compressed path reads files itself
+    files_only = (
+        predictor.dct and predictor.mapper is not None and predictor.mapper.source == "jpeg"
+    )  # the compressed path reads files itself
     with tqdm(total=len(paths), desc="predicting", unit="img") as bar:
         for first in range(0, len(paths), args.batch_size):
             batch = []

@@ -22,13 +22,14 @@ import json
 import os
 import warnings
 from contextlib import ExitStack, contextmanager
-from unittest import mock
 from typing import Dict, Optional, Tuple
+from unittest import mock
 
 import torch
 from torch import nn
 
-from .. import __version__
+import freqdet
+
 from ..deploy import METADATA_KEY, image_size_tensor
 from .meta_arch import DCTInput
 
@@ -124,7 +125,7 @@ def export_metadata(cfg, model: nn.Module, graph: DetectorGraph, statistics_sour
     names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
     catalog = MetadataCatalog.get(names[0]) if names else None
     meta = {
-        "freqdet_version": __version__,
+        "freqdet_version": freqdet.__version__,
         "format": fmt,
         "architecture": cfg.MODEL.META_ARCHITECTURE,
         "inputs": graph.inputs,
@@ -194,6 +195,9 @@ def quiet_tracer():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        # torch 2.9+ marks TorchScript and the tracing ONNX exporter deprecated (docs/deploy.md).
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit\.\w+|TorchScript-based ONNX export).*deprecated")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         yield
 
 
@@ -240,5 +244,3 @@ def export(cfg, model: nn.Module, sample: Tuple[torch.Tensor, ...], fmt: str, pa
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     (save_onnx if fmt == "onnx" else save_torchscript)(graph, sample, path, metadata)
     return path
-
-
