@@ -3,8 +3,9 @@
 One rule: only :mod:`freqdet.detection` imports Detectron2. The rest works without it:
 :mod:`freqdet.dct` (the frequency math), :mod:`freqdet.io` (reading images and JPEG
 coefficients), :mod:`freqdet.stats` and :mod:`freqdet.normalization` (per-channel
-statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo data) and
-:mod:`freqdet.classification` (the companion classifier trainer).
+statistics), :mod:`freqdet.gate` (the channel gate), :mod:`freqdet.demo` (demo data),
+:mod:`freqdet.classification` (the companion classifier trainer) and :mod:`freqdet.deploy`
+(serving an exported detector).
 
 :func:`read_image` decodes JPEGs with libjpeg-turbo and raises :class:`ImageDecodeError`
 for files it cannot decode. Where Detectron2 is installed, ``import freqdet`` also imports

@@ -25,11 +25,13 @@ from freqdet.detection.checkpoint import FreqdetCheckpointer
 pytest.importorskip("onnxruntime", reason="freqdet's deploy extra (pip install -e .[deploy]) is not installed")
 
 CONFIG = "configs/demo/mask_rcnn_dct_demo.yaml"
+# Slim heads on helpers.small_cfg's ResNet-18 and image sizes: a 12 MB model, exported in seconds.
+SLIM = ["MODEL.FPN.OUT_CHANNELS", "64", "MODEL.ROI_BOX_HEAD.FC_DIM", "256", "MODEL.ROI_MASK_HEAD.CONV_DIM", "64"]
 SMALL = [
     "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
     "INPUT.MIN_SIZE_TRAIN", "(128,160)", "INPUT.MAX_SIZE_TRAIN", "240",
     "INPUT.MIN_SIZE_TEST", "144", "INPUT.MAX_SIZE_TEST", "240",
-]  # fmt: skip
+] + SLIM  # fmt: skip
 
 
 def load_tool(name):
@@ -47,16 +49,24 @@ def images():
 
 
 def train_briefly(weights_dir):
-    """The small demo detector after 30 SGD steps on the demo data (seconds)."""
-    from detectron2.data import build_detection_train_loader
+    """The slim demo detector after 30 SGD steps on the demo data (seconds)."""
+    from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+    from detectron2.data.samplers import TrainingSampler
     from detectron2.engine import SimpleTrainer
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
 
-    cfg = small_cfg(CONFIG, "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0, "SOLVER.BASE_LR", 0.01)
+    cfg = small_cfg(CONFIG, *SLIM, "SOLVER.BASE_LR", 0.01)
     torch.manual_seed(0)
     model = build_model(cfg)
-    loader = build_detection_train_loader(cfg, mapper=freqdet.DCTDatasetMapper(cfg, True))
+    dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN)
+    loader = build_detection_train_loader(
+        dataset=dataset,
+        mapper=freqdet.DCTDatasetMapper(cfg, True),
+        sampler=TrainingSampler(len(dataset), seed=0),
+        total_batch_size=2,
+        num_workers=0,
+    )
     SimpleTrainer(model, loader, build_optimizer(cfg, model)).train(0, 30)
     FreqdetCheckpointer(model, str(weights_dir)).save("model_final")
     return str(weights_dir / "model_final.pth")
@@ -83,13 +93,13 @@ def untrained(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("export_random")
     torch.manual_seed(3)
-    FreqdetCheckpointer(build_model(small_cfg(CONFIG)), str(tmp)).save("random")
+    FreqdetCheckpointer(build_model(small_cfg(CONFIG, *SLIM)), str(tmp)).save("random")
     opts = ["MODEL.WEIGHTS", str(tmp / "random.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
     return {"onnx": export(tmp, "onnx", opts)}, opts
 
 
 def reference_predictor(opts):
-    return freqdet.DCTPredictor(small_cfg(CONFIG, *opts))
+    return freqdet.DCTPredictor(small_cfg(CONFIG, *SLIM, *opts))
 
 
 def assert_same_detections(detections, instances, where):
@@ -101,7 +111,10 @@ def assert_same_detections(detections, instances, where):
     assert ours.shape == theirs.shape, where
     inter = (ours & theirs).sum(axis=(1, 2))
     union = np.maximum((ours | theirs).sum(axis=(1, 2)), 1)
-    assert (inter / union).min() >= 0.99, where
+    # IoU >= 0.99, except for masks of a few pixels, where one pixel read at 0.5 within rounding
+    # (boxes agree to 1e-4 px, not exactly) flips the IoU: those may differ by two pixels.
+    close = (inter / union >= 0.99) | (union - inter <= 2)
+    assert close.all() and (inter / union)[union > 100].min() >= 0.99, where
 
 
 @pytest.mark.slow
@@ -252,16 +265,11 @@ def test_the_post_processing_is_detectron2s(rng):
         (CONFIG, [], ["INPUT.DCT.SOURCE", "jpeg"], "INPUT.DCT.SOURCE 'jpeg' does not export"),
     ],
 )
-def test_what_does_not_export_is_refused_in_one_line(tmp_path, config, flags, opts, says):
-    tool = [sys.executable, str(ROOT / "tools/export_model.py"), "--config-file", config, "--output", str(tmp_path)]
-    result = subprocess.run(
-        tool + flags + SMALL + opts,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and len(errors) == 1 and says in errors[0], result.stderr[-2000:]
+def test_what_does_not_export_is_refused_in_one_line(tmp_path, capsys, config, flags, opts, says):
+    with pytest.raises(SystemExit) as stopped:
+        load_tool("export_model").main(["--config-file", config, "--output", str(tmp_path)] + flags + SMALL + opts)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert stopped.value.code == 2 and len(errors) == 1 and says in errors[0], errors
     assert not list(tmp_path.glob("model.*"))
 
 

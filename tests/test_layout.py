@@ -86,7 +86,7 @@ def test_the_core_imports_with_detectron2_made_unimportable():
         import sys
         sys.modules["detectron2"] = None  # any import of it now fails
         import freqdet, freqdet.dct, freqdet.io, freqdet.stats, freqdet.normalization, freqdet.gate
-        import freqdet.demo, freqdet.visualize, freqdet.classification, freqdet.config_files
+        import freqdet.demo, freqdet.visualize, freqdet.classification, freqdet.config_files, freqdet.deploy
         assert freqdet.config_files.get_config_file("mask_rcnn_dct_R50_FPN_scratch.yaml")
         import freqdet.classification.convert, freqdet.classification.data, freqdet.classification.engine
         assert not hasattr(freqdet, "add_freqdet_config") and not hasattr(freqdet, "DCTDatasetMapper")
