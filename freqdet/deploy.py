@@ -6,6 +6,7 @@ TorchScript) with the metadata stored in it, and returns a :class:`DeployedModel
     model = freqdet.deploy.load("exported/model.onnx")
     detections = model("photo.jpg")          # or model(InMemory(data)), or model(bgr_array)
     detections.boxes, detections.scores, detections.classes, detections.masks
+    freqdet.deploy.load("exported/classifier.onnx")("photo.jpg").top(5)   # a classifier's
 
 Per image, as Detectron2's test loader and predictor do with the same weights: the picture is
 read as freqdet's test mapper reads it (a JPEG's own Y, Cb and Cr planes, else decoded pixels;
@@ -151,7 +152,8 @@ class _TorchScriptGraph:
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> List[np.ndarray]:
         with torch.no_grad():
-            return [t.numpy() for t in self.module(*tensors)]
+            outputs = self.module(*tensors)
+        return [t.numpy() for t in ((outputs,) if isinstance(outputs, torch.Tensor) else outputs)]
 
 
 class DeployedModel:
@@ -221,13 +223,47 @@ class DeployedModel:
         return postprocess(self.run(tensors), resized, size, self.metadata["mask_threshold"])
 
 
-def load(path: Union[str, os.PathLike], threads: Optional[int] = None) -> DeployedModel:
-    """The exported model at ``path``: ``.onnx`` through ONNX Runtime (``threads``: its thread pools'
-    size; None: ONNX Runtime's default), else TorchScript (on torch's threads)."""
+class Classification(NamedTuple):
+    """One image's class ``logits`` (K,) and the class names (K, or empty)."""
+
+    logits: np.ndarray
+    classes: List[str]
+
+    def top(self, k: int = 5) -> List[Tuple[Union[str, int], float]]:
+        """The ``k`` likeliest classes (names where known, else indices) and their softmax probabilities."""
+        p = np.exp(self.logits - self.logits.max())
+        p /= p.sum()
+        best = np.argsort(-p, kind="stable")[:k]
+        return [(self.classes[i] if self.classes else int(i), float(p[i])) for i in best]
+
+
+class DeployedClassifier:
+    """An exported classifier of :mod:`freqdet.classification`: an image's centre crop (the
+    evaluation transform, :class:`freqdet.classification.data.DCTCropTransform`) to class logits."""
+
+    def __init__(self, graph):
+        from .classification.data import DCTCropTransform
+
+        self.graph, self.metadata = graph, graph.metadata
+        self.channels, self.wire_dtype = self.metadata["channels"], self.metadata["wire_dtype"]
+        self.transform = DCTCropTransform(self.metadata["crop"], self.channels, train=False)
+
+    def __call__(self, image: Union[str, os.PathLike, InMemory]) -> Classification:
+        """The class logits of one image file (or :class:`~freqdet.io.InMemory` bytes)."""
+        (logits,) = self.graph((self.transform(image)[None],))
+        return Classification(logits[0], list(self.metadata.get("classes", [])))
+
+
+def load(path: Union[str, os.PathLike], threads: Optional[int] = None) -> Union[DeployedModel, DeployedClassifier]:
+    """The exported model at ``path`` (a detector, or a classifier), ``.onnx`` through ONNX Runtime
+    (``threads``: its thread pools' size; None: ONNX Runtime's default), else TorchScript (on torch's
+    threads)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no exported model at {path!r}: write one with tools/export_model.py")
     graph = _OnnxGraph(path, threads) if path.endswith(".onnx") else _TorchScriptGraph(path)
+    if graph.metadata.get("task") == "classification":
+        return DeployedClassifier(graph)
     model = DeployedModel(graph)
     if model.dct and model.wire_dtype not in WIRE_DTYPES:
         raise ValueError(f"{path!r}: unknown wire dtype {model.wire_dtype!r} in its metadata")

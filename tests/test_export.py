@@ -19,6 +19,7 @@ from helpers import ROOT, small_cfg
 
 import freqdet
 import freqdet.deploy
+import freqdet.exporting
 from freqdet.demo import packaged_photos
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 
@@ -75,7 +76,7 @@ def train_briefly(weights_dir):
 def export(tmp, fmt, opts):
     out = tmp / fmt
     load_tool("export_model").main(["--config-file", CONFIG, "--format", fmt, "--output", str(out), *SMALL, *opts])
-    return str(out / freqdet.detection.export.FILE_NAMES[fmt])
+    return str(out / freqdet.exporting.FILE_NAMES[fmt])
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,7 @@ def test_serving_needs_no_detectron2(trained, photo_path):
         import sys
         sys.modules["detectron2"] = None  # any import of it now fails
         import freqdet.deploy
+import freqdet.exporting
         from freqdet.io import InMemory
         model = freqdet.deploy.load({trained[0]["onnx"]!r})
         a = model({photo_path!r})
@@ -298,3 +300,40 @@ def test_predict_takes_an_exported_model(trained, tmp_path, photo_path):
     assert sorted(p.name for p in (tmp_path / "onnx").glob("*.png")) == sorted(
         p.name for p in (tmp_path / "ckpt").glob("*.png")
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_exported_classifier_gives_the_pytorch_models_logits(tmp_path, rng, fmt):
+    """A DCT MobileNetV2 checkpoint (random weights, its own statistics) through --classifier: the
+    served logits on real photos equal the checkpoint's model on its evaluation transform; any batch."""
+    from freqdet.classification.checkpoints import classifier_record, load_classifier
+    from freqdet.classification.data import DCTCropTransform
+    from freqdet.classification.models import build_classifier
+
+    channels = freqdet.dct.resolve_channels(24, "square")
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v2", 5, channels)
+    model.input.set_stats(rng.normal(0, 20, 24), rng.uniform(5, 50, 24))
+    record = classifier_record(
+        model.state_dict(), "mobilenet_v2", "torchvision", channels, 5, "test", classes=list("vwxyz")
+    )
+    torch.save(record, tmp_path / "classifier.pth")
+    args = ["--classifier", str(tmp_path / "classifier.pth"), "--crop", "128", "--format", fmt]
+    assert load_tool("export_model").main(args + ["--output", str(tmp_path / "out")]) == 0
+    deployed = freqdet.deploy.load(tmp_path / "out" / freqdet.exporting.FILE_NAMES[fmt])
+    reference, transform = load_classifier(tmp_path / "classifier.pth"), DCTCropTransform(128, channels, train=False)
+    assert deployed.metadata["classes"] == list("vwxyz") and deployed.metadata["crop"] == 128
+    crops = []
+    for path in images()[:3]:
+        crops.append(transform(path)[None])
+        with torch.no_grad():
+            expected = reference(crops[-1])[0].numpy()
+        served = deployed(path)
+        np.testing.assert_allclose(served.logits, expected, atol=1e-4, rtol=1e-4)
+        probabilities = np.exp(expected) / np.exp(expected).sum()
+        ranked = served.top(5)
+        assert sorted(name for name, _ in ranked) == list("vwxyz")
+        np.testing.assert_allclose(sorted(p for _, p in ranked), np.sort(probabilities), atol=1e-5)
+    (batch,) = deployed.graph((torch.cat(crops),))
+    assert batch.shape == (3, 5)

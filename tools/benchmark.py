@@ -444,7 +444,7 @@ def exported(cfg, folder: str, sample: str):
     mapped = build_mapper(cfg, is_train=False)({"file_name": sample})
     graph = export.DetectorGraph(model)
     metadata = export.export_metadata(cfg, model, graph, export.statistics_source(cfg, None), "onnx")
-    path = export.export(cfg, model, export.sample_tensors(model, mapped), "onnx", f"{folder}/model.onnx", metadata)
+    path = export.export(model, export.sample_tensors(model, mapped), "onnx", f"{folder}/model.onnx", metadata)
     return freqdet.deploy.load(path, threads=1)
 
 

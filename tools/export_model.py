@@ -15,7 +15,13 @@ any size. The channel selection, wire dtype, statistics, test resize, class name
 version are stored in the file. Afterwards the tool runs the exported file through
 freqdet.deploy on the sample and prints how its detections compare with the PyTorch model's.
 Models it cannot export (another meta-architecture, the compressed-domain input, scripting)
-are refused in one line saying why. See docs/deploy.md.
+are refused in one line saying why.
+
+    python tools/export_model.py --classifier output/cls/model_best.pth --format onnx --output exported/
+
+exports a DCT classifier of tools/train_cls.py instead: its graph takes a batch of int16 DCT
+crops, (N, C, S/8, S/8) for the evaluation crop S (--crop; default the architecture's, 448 or 896),
+and returns the logits. See docs/deploy.md.
 """
 
 import argparse
@@ -24,6 +30,7 @@ import sys
 
 # freqdet before Detectron2: importing it first keeps its dependencies' import-time notices quiet.
 import freqdet.deploy
+from freqdet import exporting
 from freqdet.detection import export
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.cli import add_config_arguments, add_debug_argument, user_errors
@@ -42,8 +49,11 @@ from detectron2.modeling import build_model, detector_postprocess
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="the model's config (a path or a freqdet config name)")
-    parser.add_argument("--format", choices=export.FORMATS, default="onnx", help="the exported file's format")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--config-file", help="a detector's config (a path or a freqdet config name)")
+    model.add_argument("--classifier", help="instead: a DCT classifier's checkpoint (tools/train_cls.py)")
+    parser.add_argument("--crop", type=int, default=None, help="a classifier's crop in pixels (default: its arch's)")
+    parser.add_argument("--format", choices=exporting.FORMATS, default="onnx", help="the exported file's format")
     parser.add_argument("--export-method", choices=export.METHODS, default="tracing", help="how the graph is made")
     parser.add_argument("--sample-image", default=None, help="the image the graph is traced on")
     parser.add_argument("--output", required=True, help="folder for model.onnx / model.ts")
@@ -109,10 +119,53 @@ def compare(model, deployed, mapped, sample) -> str:
     )
 
 
+def export_classifier(args) -> str:
+    """--classifier: the checkpoint's network exported, the batch dynamic; what it printed."""
+    from freqdet.classification.checkpoints import classifier_from_checkpoint, recorded_network
+    from freqdet.classification.data import DCTCropTransform
+    from freqdet.classification.models import DCT_CROP
+    from freqdet.demo import packaged_photos
+
+    if args.export_method != "tracing":
+        raise ValueError("--export-method scripting is not supported: use tracing (the graph takes any batch size)")
+    checkpoint = load_checkpoint(args.classifier, trust=args.trust_checkpoint)
+    network = recorded_network(checkpoint, repr(args.classifier))
+    if network.channels is None:
+        raise ValueError(
+            f"{args.classifier!r} is an RGB classifier (torchvision's model): export it with torch.onnx directly; "
+            "tools/export_model.py and freqdet.deploy take DCT classifiers"
+        )
+    model = classifier_from_checkpoint(checkpoint, repr(args.classifier))
+    crop = args.crop or DCT_CROP[network.arch]
+    sample_path = sample_image(None, args.sample_image) if args.sample_image else packaged_photos()[0]
+    sample = DCTCropTransform(crop, network.channels, train=False)(sample_path)[None]
+    norm = model.input.normalization
+    statistics = {
+        "source": f"the checkpoint {args.classifier}",
+        "mean": norm.mean.flatten().tolist(),
+        "std": norm.std.flatten().tolist(),
+    }
+    metadata = exporting.classifier_metadata(network, crop, checkpoint.get("classes", []), statistics, args.format)
+    path = os.path.join(args.output, exporting.FILE_NAMES[args.format])
+    exporting.write(model, (sample,), args.format, path, metadata, {"dct": {0: "batch"}, "logits": {0: "batch"}})
+    with torch.no_grad():
+        expected = model(sample)[0].numpy()
+    got = freqdet.deploy.load(path)(sample_path).logits
+    return (
+        f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MiB): {network.arch}, {len(network.channels)} DCT "
+        f"channels, crop {crop}; logits on the sample within {np.abs(got - expected).max():.2g} of the PyTorch model's"
+    )
+
+
 def main(argv=None) -> int:
     quiet_known_warnings()
     args = parse_args(argv)
     errors = (ValueError, FileNotFoundError, UntrustedCheckpointError, ImportError)
+    if args.classifier:
+        with user_errors(errors, args.debug):
+            line = export_classifier(args)
+        print(line)
+        return 0
     with user_errors(errors, args.debug):
         cfg, model, statistics = build(args)
         why = export.refusal(cfg, model, args.export_method, args.format)
@@ -122,8 +175,8 @@ def main(argv=None) -> int:
         mapped = build_mapper(cfg, is_train=False)({"file_name": sample})
         graph = export.DetectorGraph(model)
         metadata = export.export_metadata(cfg, model, graph, statistics, args.format)
-        path = os.path.join(args.output, export.FILE_NAMES[args.format])
-        export.export(cfg, model, export.sample_tensors(model, mapped), args.format, path, metadata)
+        path = os.path.join(args.output, exporting.FILE_NAMES[args.format])
+        export.export(model, export.sample_tensors(model, mapped), args.format, path, metadata)
         line = compare(model, freqdet.deploy.load(path), mapped, sample)
     inputs = ", ".join(metadata["inputs"])
     print(

@@ -18,9 +18,6 @@ selection, the wire dtype, the statistics and where they came from, the test res
 names, freqdet's version) is stored in the file, where :func:`freqdet.deploy.load` reads it.
 """
 
-import json
-import os
-import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Optional, Tuple
 from unittest import mock
@@ -30,13 +27,11 @@ from torch import nn
 
 import freqdet
 
-from ..deploy import METADATA_KEY, image_size_tensor
+from .. import exporting
+from ..deploy import image_size_tensor
 from .meta_arch import DCTInput
 
-FORMATS = ("torchscript", "onnx")
 METHODS = ("tracing", "scripting")
-FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
-ONNX_OPSET = 17
 
 
 def refusal(cfg, model: nn.Module, method: str, fmt: str) -> Optional[str]:
@@ -187,60 +182,10 @@ def traced_lengths():
         yield
 
 
-@contextmanager
-def quiet_tracer():
-    """Without the tracer's warnings about Python values in Detectron2's code: each is a check
-    or a branch that holds for every input (asserts on shapes, class-agnostic heads), and the
-    sizes that vary are tensors of the graph."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
-        # torch 2.9+ marks TorchScript and the tracing ONNX exporter deprecated (docs/deploy.md).
-        warnings.filterwarnings("ignore", message=r".*(torch\.jit\.\w+|TorchScript-based ONNX export).*deprecated")
-        warnings.filterwarnings("ignore", message="The feature will be removed")
-        yield
-
-
-def trace(graph: DetectorGraph, sample: Tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
-    """``torch.jit.trace`` of the graph on one sample (sizes stay inputs of the graph)."""
-    with torch.no_grad(), quiet_tracer(), traced_lengths():
-        return torch.jit.trace(graph, sample, check_trace=False)
-
-
-def save_torchscript(graph: DetectorGraph, sample, path: str, metadata: Dict) -> None:
-    """The traced graph, its metadata in the file as ``freqdet.json``."""
-    torch.jit.save(trace(graph, sample), path, _extra_files={METADATA_KEY: json.dumps(metadata)})
-
-
-def save_onnx(graph: DetectorGraph, sample, path: str, metadata: Dict) -> None:
-    """The graph through ``torch.onnx.export``'s tracer (opset 17), the image size and the number of
-    detections dynamic, the metadata in the model's ``metadata_props`` as ``freqdet.json``."""
-    import onnx
-
+def export(model: nn.Module, sample: Tuple[torch.Tensor, ...], fmt: str, path: str, metadata: Dict) -> str:
+    """Write ``model`` (weights loaded) as ``fmt`` to ``path``, the image size and the number of
+    detections dynamic; returns the path."""
+    graph = DetectorGraph(model.eval())
     dynamic = {"dct": {1: "rows", 2: "columns"}} if graph.dct else {"image": {1: "height", 2: "width"}}
     dynamic.update({name: {0: "detections"} for name in graph.outputs})
-    with torch.no_grad(), quiet_tracer(), traced_lengths():
-        torch.onnx.export(
-            graph,
-            sample,
-            path,
-            input_names=graph.inputs,
-            output_names=graph.outputs,
-            dynamic_axes=dynamic,
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load(path)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(proto, path)
-
-
-def export(cfg, model: nn.Module, sample: Tuple[torch.Tensor, ...], fmt: str, path: str, metadata: Dict) -> str:
-    """Write ``model`` (eval mode, weights loaded) as ``fmt`` to ``path``; returns the path."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
-    graph = DetectorGraph(model.eval())
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    (save_onnx if fmt == "onnx" else save_torchscript)(graph, sample, path, metadata)
-    return path
+    return exporting.write(graph, sample, fmt, path, metadata, dynamic, contexts=[traced_lengths])
