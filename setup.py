@@ -109,6 +109,7 @@ setup(
         "test": [
             "pytest",
             "pytest-timeout",
+            "pytest-xdist",
             "scipy",
             "jpeglib",
             "scikit-learn",

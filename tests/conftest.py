@@ -1,8 +1,16 @@
 """Shared fixtures: a real photo shipped with matplotlib, and small synthetic images."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # tools/test.sh runs the suite in one pytest-xdist worker per core: each worker (and the tools it
+    # starts) computes on one thread, so that the workers share the cores instead of contending.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 def pytest_configure(config):

@@ -198,7 +198,6 @@ def test_serving_needs_no_detectron2(trained, photo_path):
         import sys
         sys.modules["detectron2"] = None  # any import of it now fails
         import freqdet.deploy
-import freqdet.exporting
         from freqdet.io import InMemory
         model = freqdet.deploy.load({trained[0]["onnx"]!r})
         a = model({photo_path!r})

@@ -13,4 +13,8 @@ fi
 bash "$ROOT/tools/setup.sh"
 bash "$ROOT/tools/lint.sh"
 cd "$ROOT"
-exec "$PY" -m pytest -q -rs --durations=25 --timeout 900 "${tier[@]}" tests "$@"
+# One worker per core (FREQDET_TEST_WORKERS to change it, 0 for none), each file's tests in one worker.
+workers="${FREQDET_TEST_WORKERS:-$(nproc)}"
+parallel=()
+[ "$workers" -gt 1 ] && parallel=(-n "$workers" --dist loadfile)
+exec "$PY" -m pytest -q -rs --durations=25 --timeout 900 "${parallel[@]}" "${tier[@]}" tests "$@"
