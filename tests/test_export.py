@@ -336,3 +336,26 @@ def test_an_exported_classifier_gives_the_pytorch_models_logits(tmp_path, rng, f
         np.testing.assert_allclose(sorted(p for _, p in ranked), np.sort(probabilities), atol=1e-5)
     (batch,) = deployed.graph((torch.cat(crops),))
     assert batch.shape == (3, 5)
+
+
+@pytest.mark.slow
+def test_keypoint_rcnn_exports_to_torchscript(tmp_path):
+    """Keypoint R-CNN (random weights, threshold 0) to TorchScript: boxes, scores and keypoints in the
+    file's pixels as the PyTorch model's through Detectron2's post-processing, on two sizes."""
+    from detectron2.modeling import build_model
+
+    config = "configs/demo/keypoint_rcnn_dct_demo.yaml"
+    torch.manual_seed(5)
+    FreqdetCheckpointer(build_model(small_cfg(config, *SLIM)), str(tmp_path)).save("random")
+    opts = ["MODEL.WEIGHTS", str(tmp_path / "random.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+    tool = ["--config-file", config, "--format", "torchscript", "--output", str(tmp_path / "ts")]
+    assert load_tool("export_model").main(tool + SMALL + opts) == 0
+    deployed = freqdet.deploy.load(tmp_path / "ts" / "model.ts")
+    assert deployed.metadata["outputs"] == ["boxes", "scores", "classes", "keypoints"]
+    predictor = freqdet.DCTPredictor(small_cfg(config, *SLIM, *opts))
+    for path in images()[:2]:
+        detections, instances = deployed(path), predictor(path)["instances"]
+        assert len(detections) == len(instances) > 10
+        np.testing.assert_allclose(detections.boxes, instances.pred_boxes.tensor.numpy(), atol=1e-2, rtol=0)
+        np.testing.assert_allclose(detections.scores, instances.scores.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(detections.keypoints, instances.pred_keypoints.numpy(), atol=1e-2, rtol=1e-4)
