@@ -136,7 +136,9 @@ class _OnnxGraph:
         self.metadata = json.loads(meta[METADATA_KEY])
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> List[np.ndarray]:
-        feed = {name: t.numpy() for name, t in zip(self.metadata["inputs"], tensors)}
+        # An input the graph does not read (RetinaNet's image_size) is pruned from the ONNX file.
+        needed = {i.name for i in self.session.get_inputs()}
+        feed = {name: t.numpy() for name, t in zip(self.metadata["inputs"], tensors) if name in needed}
         return self.session.run(self.metadata["outputs"], feed)
 
 

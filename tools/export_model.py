@@ -14,8 +14,8 @@ an RGB baseline (GeneralizedRCNN) takes "image", (3, h, w) uint8. The graph is t
 any size. The channel selection, wire dtype, statistics, test resize, class names and freqdet's
 version are stored in the file. Afterwards the tool runs the exported file through
 freqdet.deploy on the sample and prints how its detections compare with the PyTorch model's.
-Models it cannot export (another meta-architecture, the compressed-domain input, scripting)
-are refused in one line saying why.
+R-CNNs (Faster, Mask, keypoint, Cascade) and RetinaNet export; what cannot (another
+meta-architecture, the compressed-domain input, scripting) is refused in one line saying why.
 
     python tools/export_model.py --classifier output/cls/model_best.pth --format onnx --output exported/
 
@@ -44,7 +44,7 @@ from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError, load_checkpo
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model, detector_postprocess
+from detectron2.modeling import build_model
 
 
 def parse_args(argv=None):
@@ -98,8 +98,7 @@ def build(args):
 def compare(model, deployed, mapped, sample) -> str:
     """The exported file's detections on the sample against the PyTorch model's, in one line."""
     with torch.no_grad():
-        reference = model.inference([mapped], do_postprocess=False)[0]
-    reference = detector_postprocess(reference, mapped["height"], mapped["width"])
+        reference = model([mapped])[0]["instances"]
     detections = deployed(sample)
     if len(detections) != len(reference):
         return f"{len(detections)} detections, the PyTorch model {len(reference)}: the export differs"

@@ -4,7 +4,7 @@ The exported graph of a DCT detector takes the wire coefficients of one image, `
 ``(C, ceil(h/4), ceil(w/4))`` in the dtype it was trained on, and ``image_size``, ``(h, w)``
 int64, the size in pixels of the resized image they describe. Inside the graph: the wire's
 decoding, the per-channel normalization, padding on the DCT grid, the network and
-Detectron2's inference up to its post-processing. The outputs are the detections in the
+Detectron2's inference up to its post-processing (R-CNNs; RetinaNet). The outputs are the detections in the
 resized image's pixels (``boxes`` x0 y0 x1 y1, ``scores``, ``classes``; ``mask_probs``
 ``(N, 1, M, M)`` and ``keypoints`` ``(N, K, 3)`` where the model has those heads);
 Detectron2 applies its ``detector_postprocess`` (boxes scaled to the file, masks pasted)
@@ -36,7 +36,7 @@ METHODS = ("tracing", "scripting")
 
 def refusal(cfg, model: nn.Module, method: str, fmt: str) -> Optional[str]:
     """Why this model or config cannot be exported (one line), or None."""
-    from detectron2.modeling import GeneralizedRCNN
+    from detectron2.modeling import GeneralizedRCNN, RetinaNet
 
     name = type(model).__name__
     if method == "scripting":
@@ -45,14 +45,14 @@ def refusal(cfg, model: nn.Module, method: str, fmt: str) -> Optional[str]:
             "per-channel normalization, padding on the cell grid) reads Python dicts TorchScript cannot compile; "
             "use --export-method tracing, whose graphs take images of any size"
         )
-    if not isinstance(model, GeneralizedRCNN):
+    if not isinstance(model, (GeneralizedRCNN, RetinaNet)):
         return (
             f"{name} ({cfg.MODEL.META_ARCHITECTURE}) does not export: tools/export_model.py exports the R-CNN "
-            "family (DCTGeneralizedRCNN: Faster, Mask, keypoint and Cascade R-CNN, and RGB GeneralizedRCNN); "
-            "the dense detectors and segmentors keep their post-processing inside forward, which the graph "
-            "would bake to the sample's size"
+            "family (Faster, Mask, keypoint and Cascade R-CNN) and RetinaNet, DCT or RGB; the other dense "
+            "detectors, the RPN alone and the segmentors keep their post-processing inside forward, which a "
+            "trace would fix to the sample's size"
         )
-    if fmt == "onnx" and getattr(model.roi_heads, "keypoint_on", False):
+    if fmt == "onnx" and getattr(getattr(model, "roi_heads", None), "keypoint_on", False):
         return (
             "keypoint R-CNN does not export to ONNX: Detectron2's heatmaps_to_keypoints is a scripted loop whose "
             "indexing torch.onnx cannot convert; use --format torchscript"
@@ -80,7 +80,7 @@ class DetectorGraph(nn.Module):
         super().__init__()
         self.model = model
         self.dct = isinstance(model, DCTInput)
-        heads = model.roi_heads
+        heads = getattr(model, "roi_heads", None)  # None: RetinaNet
         self.outputs = ["boxes", "scores", "classes"]
         if getattr(heads, "mask_on", False):
             self.outputs.append("mask_probs")
@@ -94,7 +94,13 @@ class DetectorGraph(nn.Module):
             x = {"dct": tensors[0], "image_size": tensors[1]}
         else:
             x = {"image": tensors[0]}
-        instances = self.model.inference([x], do_postprocess=False)[0]
+        if hasattr(self.model, "roi_heads"):
+            instances = self.model.inference([x], do_postprocess=False)[0]
+        else:  # RetinaNet's forward, up to its post-processing
+            images = self.model.preprocess_image([x])
+            features = self.model.backbone(images.tensor)
+            features = [features[f] for f in self.model.head_in_features]
+            instances = self.model.forward_inference(images, features, self.model.head(features))[0]
         fields = {
             "boxes": lambda: instances.pred_boxes.tensor,
             "scores": lambda: instances.scores,
@@ -129,7 +135,11 @@ def export_metadata(cfg, model: nn.Module, graph: DetectorGraph, statistics_sour
         "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
         "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
         "mask_threshold": 0.5,
-        "score_threshold": float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST),
+        "score_threshold": float(
+            cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+            if hasattr(model, "roi_heads")
+            else cfg.MODEL.RETINANET.SCORE_THRESH_TEST
+        ),
         "thing_classes": list(catalog.get("thing_classes", [])) if catalog is not None else [],
         "thing_dataset_id_to_contiguous_id": {
             str(k): v for k, v in (catalog.get("thing_dataset_id_to_contiguous_id", {}) if catalog else {}).items()
@@ -171,14 +181,33 @@ _SPLITTING_MODULES = (
 )
 
 
+def _decode_level(self, anchors, pred_scores, pred_deltas, score_thresh, topk_candidates, image_size):
+    """Detectron2's ``DenseDetector._decode_per_level_predictions`` with its cap on candidates kept a
+    value of the graph: ``min(topk_candidates, n)`` in Python would fix it to the sample's branch."""
+    from detectron2.structures import Boxes, Instances
+
+    keep = pred_scores > score_thresh
+    scores = pred_scores[keep]
+    candidates = torch.nonzero(keep)  # (K, 2): anchor, class
+    count = candidates.shape[0]  # a tensor while tracing
+    cap = torch.clamp(count, max=topk_candidates) if isinstance(count, torch.Tensor) else min(count, topk_candidates)
+    scores, order = scores.topk(cap)
+    anchor_idxs, classes = candidates[order].unbind(dim=1)
+    boxes = self.box2box_transform.apply_deltas(pred_deltas[anchor_idxs], anchors.tensor[anchor_idxs])
+    return Instances(image_size, pred_boxes=Boxes(boxes), scores=scores, pred_classes=classes)
+
+
 @contextmanager
 def traced_lengths():
     """While exporting: ``len()`` in the modules that split detections per image calls
     ``__len__``, which under the tracer stays a value of the graph, so the number of proposals
     and detections is not fixed to the sample's (builtin ``len`` would make it a constant)."""
+    from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+
     with ExitStack() as stack:
         for module in _SPLITTING_MODULES:
             stack.enter_context(mock.patch(f"{module}.len", side_effect=lambda obj: obj.__len__(), create=True))
+        stack.enter_context(mock.patch.object(DenseDetector, "_decode_per_level_predictions", _decode_level))
         yield
 
 
