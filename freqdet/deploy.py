@@ -134,11 +134,11 @@ class _OnnxGraph:
         if METADATA_KEY not in meta:
             raise ValueError(f"{path!r} holds no freqdet metadata: export it with tools/export_model.py")
         self.metadata = json.loads(meta[METADATA_KEY])
+        # An input the graph does not read (RetinaNet's image_size) is pruned from the ONNX file.
+        self.needed = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> List[np.ndarray]:
-        # An input the graph does not read (RetinaNet's image_size) is pruned from the ONNX file.
-        needed = {i.name for i in self.session.get_inputs()}
-        feed = {name: t.numpy() for name, t in zip(self.metadata["inputs"], tensors) if name in needed}
+        feed = {name: t.numpy() for name, t in zip(self.metadata["inputs"], tensors) if name in self.needed}
         return self.session.run(self.metadata["outputs"], feed)
 
 

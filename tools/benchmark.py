@@ -345,6 +345,20 @@ def bench_train_step(device: str, size, steps: int):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def inference_cfg(config: str, device: str, test_size):
+    """The inference comparisons' config of ``config`` (see :func:`bench_predictors`): random weights,
+    the same residual blocks for DCT and RGB, score threshold 0, 2x2 RoIAlign samples, ImageNet's
+    stds for the RGB model, ``test_size`` (shorter side, longer side at most)."""
+    cfg = base_cfg(config, device)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+    cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]  # BGR, ImageNet's; used by the RGB model only
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = test_size
+    return cfg
+
+
 def bench_predictors(paths, rounds: int, device: str, test_size=(800, 1333)):
     """Median seconds per image from the file to ``Instances``: Detectron2's ``DefaultPredictor``
     on the RGB R50-FPN (Detectron2's ``read_image``, then the predictor) against
@@ -363,13 +377,7 @@ def bench_predictors(paths, rounds: int, device: str, test_size=(800, 1333)):
         ("Detectron2 DefaultPredictor, RGB R50-FPN", "faster_rcnn_rgb_R50_FPN.yaml", DefaultPredictor),
         ("freqdet DCTPredictor, DCT-24 R50-FPN", "faster_rcnn_dct_R50_FPN.yaml", DCTPredictor),
     ):
-        cfg = base_cfg(config, device)
-        cfg.MODEL.WEIGHTS = ""
-        cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # the same residual blocks in both
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
-        cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
-        cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]  # BGR, ImageNet's; used by the RGB model only
-        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = test_size
+        cfg = inference_cfg(config, device, test_size)
         torch.manual_seed(0)
         predictors[name] = make(cfg)
     stock, ours = predictors.values()
@@ -437,14 +445,11 @@ def exported(cfg, folder: str, sample: str):
     """``cfg``'s model (weights as built) exported to ONNX in ``folder``, loaded by freqdet.deploy (one thread)."""
     import freqdet.deploy
     from freqdet.detection import export
-    from freqdet.detection.mapper import build_mapper
 
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    mapped = build_mapper(cfg, is_train=False)({"file_name": sample})
-    graph = export.DetectorGraph(model)
-    metadata = export.export_metadata(cfg, model, graph, export.statistics_source(cfg, None), "onnx")
-    path = export.export(model, export.sample_tensors(model, mapped), "onnx", f"{folder}/model.onnx", metadata)
+    statistics = export.statistics_source(cfg, ())
+    path, _, _ = export.export_detector(cfg, model, sample, "onnx", f"{folder}/model.onnx", statistics)
     return freqdet.deploy.load(path, threads=1)
 
 
@@ -456,11 +461,7 @@ def bench_deploy(paths, rounds: int, test_size, folder: str):
     calls, graph_bytes = {}, {}
     for kind, config, make in (("DCT-24", "faster_rcnn_dct_R50_FPN.yaml", DCTPredictor),
                                ("RGB", "faster_rcnn_rgb_R50_FPN.yaml", DefaultPredictor)):  # fmt: skip
-        cfg = base_cfg(config, "cpu")
-        cfg.MODEL.WEIGHTS, cfg.MODEL.RESNETS.STRIDE_IN_1X1 = "", False
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0.0, 2
-        cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]
-        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = test_size
+        cfg = inference_cfg(config, "cpu", test_size)
         deployed = exported(cfg, os.path.join(folder, kind), paths[0])
         torch.manual_seed(0)
         predictor = make(cfg)

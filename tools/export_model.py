@@ -35,7 +35,6 @@ from freqdet.detection import export
 from freqdet.detection.checkpoint import FreqdetCheckpointer
 from freqdet.detection.cli import add_config_arguments, add_debug_argument, user_errors
 from freqdet.detection.config import load_config
-from freqdet.detection.mapper import build_mapper
 from freqdet.detection.switch import use_dct_input
 from freqdet.known_warnings import quiet_known_warnings
 from freqdet.safe_load import TRUST_FLAG, UntrustedCheckpointError, load_checkpoint
@@ -83,16 +82,12 @@ def build(args):
     if args.dct_input is not None:
         use_dct_input(cfg, channels=args.dct_input, pattern=args.dct_pattern)
     model = build_model(cfg).eval()
-    state = None
+    checkpointer = FreqdetCheckpointer(model, trust=args.trust_checkpoint)
     if cfg.MODEL.WEIGHTS:
-        state = (
-            load_checkpoint(cfg.MODEL.WEIGHTS, trust=args.trust_checkpoint) if "://" not in cfg.MODEL.WEIGHTS else {}
-        )
-        state = state.get("model", state) if isinstance(state, dict) else None
-        FreqdetCheckpointer(model, trust=args.trust_checkpoint).load(cfg.MODEL.WEIGHTS)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
     else:
         print("warning: no MODEL.WEIGHTS: exporting randomly initialized weights", file=sys.stderr)
-    return cfg, model, export.statistics_source(cfg, state)
+    return cfg, model, export.statistics_source(cfg, checkpointer.loaded_model_keys)
 
 
 def compare(model, deployed, mapped, sample) -> str:
@@ -171,16 +166,11 @@ def main(argv=None) -> int:
         if why:
             raise ValueError(why)
         sample = sample_image(cfg, args.sample_image)
-        mapped = build_mapper(cfg, is_train=False)({"file_name": sample})
-        graph = export.DetectorGraph(model)
-        metadata = export.export_metadata(cfg, model, graph, statistics, args.format)
         path = os.path.join(args.output, exporting.FILE_NAMES[args.format])
-        export.export(model, export.sample_tensors(model, mapped), args.format, path, metadata)
+        path, metadata, mapped = export.export_detector(cfg, model, sample, args.format, path, statistics)
         line = compare(model, freqdet.deploy.load(path), mapped, sample)
-    inputs = ", ".join(metadata["inputs"])
-    print(
-        f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MiB): inputs {inputs}; outputs {', '.join(graph.outputs)}"
-    )
+    inputs, outputs = ", ".join(metadata["inputs"]), ", ".join(metadata["outputs"])
+    print(f"wrote {path} ({os.path.getsize(path) / 2**20:.1f} MiB): inputs {inputs}; outputs {outputs}")
     if "channels" in metadata:
         print(
             f"input: {len(metadata['channels'])} DCT channels {metadata['channels']}, {metadata['wire_dtype']} on the "

@@ -89,6 +89,8 @@ class ExportedPredictor:
 
     def __init__(self, path, confidence=None):
         self.model = freqdet.deploy.load(path)
+        if not isinstance(self.model, freqdet.deploy.DeployedModel):
+            raise ValueError(f"{path!r} is an exported classifier; --model takes a detector of tools/export_model.py")
         meta = self.model.metadata
         self.confidence = confidence
         ids = {int(k): v for k, v in meta.get("thing_dataset_id_to_contiguous_id", {}).items()}

@@ -54,6 +54,11 @@ class FreqdetCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, **checkpointables)
         self.trust = trust
         self._read_ahead: Optional[Tuple[str, dict]] = None  # the file get_checkpoint_file read to check it
+        self.loaded_model_keys: frozenset = frozenset()  # the model keys of the weights last loaded
+
+    def _load_model(self, checkpoint):
+        self.loaded_model_keys = frozenset(checkpoint.get("model", {}))
+        return super()._load_model(checkpoint)
 
     def _load_file(self, filename: str):
         if self._read_ahead is not None and self._read_ahead[0] == filename:

@@ -162,15 +162,17 @@ def export_metadata(cfg, model: nn.Module, graph: DetectorGraph, statistics_sour
     return meta
 
 
-def statistics_source(cfg, weights_state: Optional[Dict]) -> str:
-    """Where a DCT model's normalization came from, in words."""
-    if weights_state is not None and "normalization.mean" in weights_state:
+def statistics_source(cfg, loaded_keys) -> str:
+    """Where a DCT model's normalization came from, in words (``loaded_keys``: the model keys of the
+    weights loaded into it, :attr:`FreqdetCheckpointer.loaded_model_keys`)."""
+    if "normalization.mean" in loaded_keys:
         return f"the weights file {cfg.MODEL.WEIGHTS}"
     if len(cfg.MODEL.DCT.MEAN):
         return "cfg.MODEL.DCT.MEAN/STD"
     if cfg.MODEL.DCT.STATS_FILE:
         return f"cfg.MODEL.DCT.STATS_FILE {cfg.MODEL.DCT.STATS_FILE}"
-    return "freqdet's statistics of natural photographs (the model was never trained)"
+    untrained = "the model was never trained" if not cfg.MODEL.WEIGHTS else "its weights carry none"
+    return f"freqdet's statistics of natural photographs ({untrained})"
 
 
 # Detectron2's modules that split a batch's detections per image by counts taken with len().
@@ -218,3 +220,13 @@ def export(model: nn.Module, sample: Tuple[torch.Tensor, ...], fmt: str, path: s
     dynamic = {"dct": {1: "rows", 2: "columns"}} if graph.dct else {"image": {1: "height", 2: "width"}}
     dynamic.update({name: {0: "detections"} for name in graph.outputs})
     return exporting.write(graph, sample, fmt, path, metadata, dynamic, contexts=[traced_lengths])
+
+
+def export_detector(cfg, model: nn.Module, sample_image: str, fmt: str, path: str, statistics: str):
+    """The whole export of a detector built from ``cfg``: traced on ``sample_image`` as the test
+    mapper maps it, written with its metadata. Returns (path, metadata, the mapped sample)."""
+    from .mapper import build_mapper
+
+    mapped = build_mapper(cfg, is_train=False)({"file_name": sample_image})
+    metadata = export_metadata(cfg, model, DetectorGraph(model), statistics, fmt)
+    return export(model, sample_tensors(model, mapped), fmt, path, metadata), metadata, mapped
