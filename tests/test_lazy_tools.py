@@ -9,18 +9,12 @@ import pytest
 import torch
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
-from helpers import detectron2_lazy_tool, run_lazy_tool
+from helpers import ROOT, detectron2_lazy_tool, run_lazy_tool
 
 import freqdet
 from freqdet.dct import channel_indices
 from freqdet.detection.lazy import channel_statistic
 from freqdet.normalization import ChannelMismatchError
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def lazy(name, *overrides):
-    return freqdet.model_zoo.get_config(name, overrides)
 
 
 @pytest.mark.slow
@@ -80,7 +74,7 @@ def test_a_checkpoint_of_another_selection_is_refused_by_the_model_too(tmp_path)
     """Whatever loads the weights (here Detectron2's own checkpointer) meets the model's refusal."""
     from detectron2.checkpoint import DetectionCheckpointer
 
-    cfg = lazy("common/models/mask_rcnn_dct_fpn.py")
+    cfg = freqdet.model_zoo.get_config("common/models/mask_rcnn_dct_fpn.py")
     model = instantiate(cfg.model)
     path = tmp_path / "weights.pth"
     torch.save({"model": model.state_dict()}, path)
