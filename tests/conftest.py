@@ -1,6 +1,7 @@
 """Shared fixtures: a real photo shipped with matplotlib, and small synthetic images."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -40,6 +41,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "release_figures" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """``mktemp(name)`` for a test file's module fixtures (its training runs, exports, datasets).
+    The folders are removed once the file's tests are done, unless one of them failed: with
+    pyproject.toml's ``tmp_path_retention_policy = "failed"``, which does the same for ``tmp_path``,
+    a suite run keeps one file's checkpoints on disk at a time per worker, not every file's."""
+    made = []
+
+    def mktemp(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    failed_before = request.session.testsfailed
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

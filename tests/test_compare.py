@@ -118,9 +118,9 @@ def tool():
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
+def compared(module_tmp):
     """Two tiny configs x two seeds, two runs at a time."""
-    output = tmp_path_factory.mktemp("compare")
+    output = module_tmp("compare")
     result = compare(output)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output, result.stdout

@@ -11,9 +11,9 @@ from freqdet.demo import coco_shapes as demo
 
 
 @pytest.fixture(scope="module")
-def small_demo(tmp_path_factory):
+def small_demo(module_tmp):
     """Two generations of a 40-image split, in two folders."""
-    roots = [tmp_path_factory.mktemp(f"demo{i}") for i in range(2)]
+    roots = [module_tmp(f"demo{i}") for i in range(2)]
     original = demo.SPLITS
     demo.SPLITS = {"train": (40, 0)}
     try:

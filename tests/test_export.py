@@ -80,19 +80,19 @@ def export(tmp, fmt, opts):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
+def trained(module_tmp):
+    tmp = module_tmp("export")
     weights = train_briefly(tmp)
     opts = ["MODEL.WEIGHTS", weights, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05"]
     return {fmt: export(tmp, fmt, opts) for fmt in ("onnx", "torchscript")}, opts
 
 
 @pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
+def untrained(module_tmp):
     """Random weights (saved, so that the export and the reference read the same), threshold 0."""
     from detectron2.modeling import build_model
 
-    tmp = tmp_path_factory.mktemp("export_random")
+    tmp = module_tmp("export_random")
     torch.manual_seed(3)
     FreqdetCheckpointer(build_model(small_cfg(CONFIG, *SLIM)), str(tmp)).save("random")
     opts = ["MODEL.WEIGHTS", str(tmp / "random.pth"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]

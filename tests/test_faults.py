@@ -73,10 +73,10 @@ def checkpoints(folder: pathlib.Path):
 
 
 @pytest.fixture(scope="module")
-def two_checkpoints(tmp_path_factory):
+def two_checkpoints(module_tmp):
     """A finished two-iteration run: model_0000000.pth, model_0000001.pth and model_final.pth (both
     iteration 1), last_checkpoint naming model_final.pth, and its statistics."""
-    out = tmp_path_factory.mktemp("run")
+    out = module_tmp("run")
     result = train_net(*SMALL, "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert checkpoints(out) == ["model_0000000.pth", "model_0000001.pth", "model_final.pth"]

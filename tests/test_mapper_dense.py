@@ -45,9 +45,9 @@ def label_map(height: int, width: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def dense_dicts(tmp_path_factory):
+def dense_dicts(module_tmp):
     """A dataset dict per photo: its label map as a PNG, and one box with a polygon."""
-    folder = tmp_path_factory.mktemp("sem_seg")
+    folder = module_tmp("sem_seg")
     dicts = []
     for i, path in enumerate(photo_paths()):
         width, height = Image.open(path).size

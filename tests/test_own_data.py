@@ -118,8 +118,8 @@ def write_dataset(root: pathlib.Path):
 
 
 @pytest.fixture(scope="module")
-def user_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("user")
+def user_folder(module_tmp):
+    root = module_tmp("user")
     sizes = write_dataset(root)
     return root, sizes
 

@@ -36,10 +36,10 @@ def convert(checkpoint, output, config=None):
 
 
 @pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory, photo_path):
+def stand_ins(module_tmp, photo_path):
     """The release models' stand-ins, made when first asked for: (channels, mask) -> (reference
     model, its latest.pth, the converted weights, what the conversion printed)."""
-    folder = tmp_path_factory.mktemp("release")
+    folder = module_tmp("release")
 
     class StandIns(dict):
         def __missing__(self, key):

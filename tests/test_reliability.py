@@ -25,9 +25,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def mixed_dataset(tmp_path_factory, demo_dicts):
+def mixed_dataset(module_tmp, demo_dicts):
     """Six good demo images and three bad files, registered as a Detectron2 dataset."""
-    folder = tmp_path_factory.mktemp("mixed")
+    folder = module_tmp("mixed")
     good = [dict(d) for d in demo_dicts[:6]]
     photo = Image.open(good[0]["file_name"])
     (folder / "truncated.jpg").write_bytes(pathlib.Path(good[1]["file_name"]).read_bytes()[:1500])

@@ -49,9 +49,9 @@ def train_net(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(module_tmp):
     """A two-iteration training run of the demo Mask R-CNN, checkpointing every iteration."""
-    out = tmp_path_factory.mktemp("train_net")
+    out = module_tmp("train_net")
     result = train_net(
         "--config-file",
         "configs/demo/mask_rcnn_dct_demo.yaml",
